@@ -1,0 +1,29 @@
+"""sonic-bridge: a never-blocking bridge between synchronous avatar hosts and Amazon Nova Sonic."""
+
+from sonic_bridge.events import (
+    AudioOut,
+    BridgeState,
+    Error,
+    Event,
+    Interrupted,
+    Role,
+    SampleFormat,
+    Stage,
+    StateChanged,
+    TokenCounts,
+    ToolCall,
+    Transcript,
+    TurnEnded,
+    Usage,
+    Warning,
+)
+from sonic_bridge.history import Message
+from sonic_bridge.settings import Inference, SessionSettings, Tool
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AudioOut", "BridgeState", "Error", "Event", "Inference", "Interrupted", "Message", "Role",
+    "SampleFormat", "SessionSettings", "Stage", "StateChanged", "TokenCounts", "Tool", "ToolCall",
+    "Transcript", "TurnEnded", "Usage", "Warning",
+]
