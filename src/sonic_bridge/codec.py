@@ -130,7 +130,7 @@ def _format(code: int, nbytes: int) -> ev.SampleFormat:
 
 def _encode_field(kind: _Kind, item: Any) -> bytes:
     if kind == "s":
-        raw = item.encode()
+        raw = str(item).encode()
         return _U32.pack(len(raw)) + raw
     if kind == "b":
         return _U32.pack(len(item)) + bytes(item)
@@ -142,7 +142,7 @@ def _encode_field(kind: _Kind, item: Any) -> bytes:
         raw = json.dumps(item, separators=(",", ":")).encode()
         return _U32.pack(len(raw)) + raw
     assert isinstance(kind, type)
-    raw = item.value.encode()
+    raw = str(item.value).encode()
     return _U32.pack(len(raw)) + raw
 
 

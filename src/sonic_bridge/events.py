@@ -131,7 +131,7 @@ class Error:
 
 
 @dataclass(frozen=True, slots=True)
-class Warning:  # noqa: A001 - the event's natural name; never used as the builtin here
+class Warning:
     """Something was lost or ignored but the session goes on (drops, unknown service events)."""
 
     code: str

@@ -56,7 +56,7 @@ def is_interrupted_marker(text: str) -> bool:
     if text.strip() == INTERRUPTED_MARKER:
         return True
     try:
-        return json.loads(text) == {"interrupted": True}
+        return bool(json.loads(text) == {"interrupted": True})
     except (ValueError, TypeError):
         return False
 
@@ -251,14 +251,14 @@ class SonicSession:
             return [ev.Warning("bad_service_event", f"could not read {name}: {exc}")]
         return result
 
-    def _on_completionStart(self, body: dict[str, Any]) -> list[ev.Event]:  # noqa: N802
+    def _on_completionStart(self, body: dict[str, Any]) -> list[ev.Event]:
         self.completion_started = True
         return []
 
-    def _on_completionEnd(self, body: dict[str, Any]) -> list[ev.Event]:  # noqa: N802
+    def _on_completionEnd(self, body: dict[str, Any]) -> list[ev.Event]:
         return self._end_response(str(body.get("stopReason", "END_TURN")))
 
-    def _on_contentStart(self, body: dict[str, Any]) -> list[ev.Event]:  # noqa: N802
+    def _on_contentStart(self, body: dict[str, Any]) -> list[ev.Event]:
         kind = str(body.get("type", ""))
         role = str(body.get("role", ""))
         stage = ev.Stage.FINAL
@@ -282,7 +282,7 @@ class SonicSession:
                 self._response_id = f"{self._response_prefix}{self._response_count}"
         return out
 
-    def _on_textOutput(self, body: dict[str, Any]) -> list[ev.Event]:  # noqa: N802
+    def _on_textOutput(self, body: dict[str, Any]) -> list[ev.Event]:
         block = self._blocks.get(str(body.get("contentId", "")), _Block("TEXT", "ASSISTANT", ev.Stage.FINAL))
         text = str(body["content"])
         role_name = str(body.get("role") or block.role or "ASSISTANT")
@@ -293,14 +293,14 @@ class SonicSession:
             self.history.append(hist.Message(role, text))
         return [ev.Transcript(role, block.stage, text, max(self._turn_id, 1))]
 
-    def _on_audioOutput(self, body: dict[str, Any]) -> list[ev.Event]:  # noqa: N802
+    def _on_audioOutput(self, body: dict[str, Any]) -> list[ev.Event]:
         pcm = base64.b64decode(body["content"], validate=True)
         rid = self._response_id or self._last_response_id or f"{self._response_prefix}0"
         if rid in self._interrupted or not pcm:
             return []
         return [ev.AudioOut(pcm, self.settings.output_rate, ev.SampleFormat.INT16, rid)]
 
-    def _on_toolUse(self, body: dict[str, Any]) -> list[ev.Event]:  # noqa: N802
+    def _on_toolUse(self, body: dict[str, Any]) -> list[ev.Event]:
         tool_use_id = str(body["toolUseId"])
         name = str(body["toolName"])
         arguments = parse_tool_arguments(body.get("content", "{}"))
@@ -308,7 +308,7 @@ class SonicSession:
         self.history.append(hist.Message(ev.Role.ASSISTANT, hist.tool_call_line(name, arguments)))
         return [ev.ToolCall(name, tool_use_id, arguments)]
 
-    def _on_contentEnd(self, body: dict[str, Any]) -> list[ev.Event]:  # noqa: N802
+    def _on_contentEnd(self, body: dict[str, Any]) -> list[ev.Event]:
         block = self._blocks.pop(str(body.get("contentId", "")), None)
         reason = str(body.get("stopReason", ""))
         kind = str(body.get("type", block.type if block else ""))
@@ -318,7 +318,7 @@ class SonicSession:
             return self._end_response("END_TURN")
         return []
 
-    def _on_usageEvent(self, body: dict[str, Any]) -> list[ev.Event]:  # noqa: N802
+    def _on_usageEvent(self, body: dict[str, Any]) -> list[ev.Event]:
         details = body.get("details", {})
 
         def counts(part: dict[str, Any]) -> ev.TokenCounts:
