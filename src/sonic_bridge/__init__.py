@@ -27,3 +27,8 @@ __all__ = [
     "SampleFormat", "SessionSettings", "Stage", "StateChanged", "TokenCounts", "Tool", "ToolCall",
     "Transcript", "TurnEnded", "Usage", "Warning",
 ]
+
+from sonic_bridge.client import BridgeClosed, BridgeStats, SonicBridge
+from sonic_bridge.config import BridgeConfig, FakeOptions
+
+__all__ += ["BridgeClosed", "BridgeConfig", "BridgeStats", "FakeOptions", "SonicBridge"]

@@ -1,0 +1,214 @@
+"""Single-producer/single-consumer byte ring in shared memory (memfd), plus an eventfd doorbell.
+
+Nothing here takes a lock or waits: a write either fits or reports "full", a read either finds a
+message or reports "empty". A peer that dies mid-call leaves at worst a message it never published;
+it can never wedge the other side (unlike a process-shared mutex, see docs/ipc-measurements.md).
+
+Layout of the mapping (all integers little-endian, indices are ever-growing byte counts):
+
+    0    write index  u64   stored only by the producer
+    64   read index   u64   stored only by the consumer (own cache line: no false sharing)
+    128  heartbeat    u64   producer's monotonic clock, ns (liveness of a stalled peer)
+    136  capacity     u64   checked on attach
+    256  data         capacity bytes of records
+
+A record is a 16-byte header (u32 payload length, u32 spare, u64 send time in monotonic ns) then the
+payload, padded to 8 bytes. A record never straddles the end: the producer writes a wrap marker and
+continues at offset 0.
+
+Memory ordering. The producer copies the payload, then publishes by storing the write index; the
+consumer loads the write index, then copies the payload, then frees space by storing the read index.
+Each index is a single aligned 8-byte store or load through a memoryview cast to 'Q', so it is never
+torn. Between the copy and the index store ``_fence()`` runs:
+  * x86-64 (TSO): stores are not reordered with stores nor loads with loads, and CPython performs
+    the copy and the index store in separate C calls, which no compiler reorders; no fence needed.
+  * weakly ordered CPUs (aarch64 ...): a real full barrier, libatomic's ``atomic_thread_fence
+    (seq_cst)`` through ctypes; failing that, a syscall (kernel entry and its locking order memory).
+The doorbell write that follows a publish is a syscall too, but correctness never depends on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import mmap
+import os
+import platform
+import struct
+import time
+from collections.abc import Callable
+
+_WRITE, _READ, _HEARTBEAT, _CAPACITY = 0, 8, 16, 17  # indices in units of u64
+_DATA = 256
+_HEADER = struct.Struct("<IIQ")
+_WRAP = 0xFFFFFFFF
+MIN_CAPACITY = 4096
+
+
+def _make_fence() -> Callable[[], None]:
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+        return lambda: None
+    name = ctypes.util.find_library("atomic")
+    if name:
+        try:
+            fence = ctypes.CDLL(name).atomic_thread_fence
+            fence.argtypes = [ctypes.c_int]
+            fence.restype = None
+            return lambda: fence(5)  # memory_order_seq_cst
+        except (OSError, AttributeError):
+            pass
+    barrier_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+
+    def syscall_fence() -> None:
+        os.eventfd_write(barrier_fd, 1)
+
+    return syscall_fence
+
+
+_fence = _make_fence()
+
+
+class RingClosed(Exception):
+    pass
+
+
+class SharedRing:
+    """One direction of traffic. A process uses it either as producer or as consumer, never both."""
+
+    def __init__(self, fd: int, *, owner: bool) -> None:
+        size = os.fstat(fd).st_size
+        if size < _DATA + MIN_CAPACITY:
+            raise ValueError(f"shared ring fd {fd} is too small ({size} bytes)")
+        self.fd = fd
+        self._owner = owner
+        self._map = mmap.mmap(fd, size)
+        self._words = memoryview(self._map).cast("B")[:_DATA].cast("Q")
+        self._data = memoryview(self._map)[_DATA:]
+        self.capacity = size - _DATA
+        if self._words[_CAPACITY] != self.capacity:
+            raise ValueError(f"shared ring fd {fd}: header says {self._words[_CAPACITY]} bytes, map has {self.capacity}")
+        # Each side keeps its own index locally: only it ever changes it.
+        self._w = self._words[_WRITE]
+        self._r = self._words[_READ]
+        self.high_water = 0
+
+    @classmethod
+    def create(cls, capacity: int, name: str = "sonic-bridge-ring") -> SharedRing:
+        if capacity < MIN_CAPACITY:
+            raise ValueError(f"ring capacity must be at least {MIN_CAPACITY} bytes, got {capacity}")
+        capacity = (capacity + 7) & ~7
+        fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(fd, _DATA + capacity)
+            with mmap.mmap(fd, _DATA + capacity) as m:
+                struct.pack_into("<Q", m, _CAPACITY * 8, capacity)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(fd, owner=True)
+
+    @classmethod
+    def attach(cls, fd: int) -> SharedRing:
+        return cls(fd, owner=True)
+
+    def close(self) -> None:
+        if self._map.closed:
+            return
+        self._words.release()
+        self._data.release()
+        self._map.close()
+        if self._owner:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+
+    @property
+    def closed(self) -> bool:
+        return self._map.closed
+
+    # ----------------------------------------------------------------- producer side
+    def max_message(self) -> int:
+        return self.capacity - _HEADER.size
+
+    def try_write(self, payload: bytes | bytearray | memoryview, stamp_ns: int | None = None) -> bool:
+        """Append one message; False when it does not fit now (the caller counts the drop)."""
+        n = len(payload)
+        size = (_HEADER.size + n + 7) & ~7
+        cap = self.capacity
+        if size > cap:
+            raise ValueError(f"message of {n} bytes can never fit a ring of {cap} bytes")
+        w = self._w
+        free = cap - (w - self._words[_READ])
+        pos = w % cap
+        tail = cap - pos
+        if size > tail:
+            if tail + size > free:
+                return False
+            struct.pack_into("<I", self._data, pos, _WRAP)
+            w += tail
+            pos = 0
+        elif size > free:
+            return False
+        _HEADER.pack_into(self._data, pos, n, 0, time.monotonic_ns() if stamp_ns is None else stamp_ns)
+        self._data[pos + _HEADER.size : pos + _HEADER.size + n] = payload
+        _fence()  # payload before index (release)
+        w += size
+        self._words[_WRITE] = w
+        self._w = w
+        used = w - self._words[_READ]
+        self.high_water = max(self.high_water, used)
+        return True
+
+    def beat(self) -> None:
+        """Producer liveness: the consumer can tell a stalled peer from a quiet one."""
+        self._words[_HEARTBEAT] = time.monotonic_ns()
+
+    # ----------------------------------------------------------------- consumer side
+    def read(self) -> tuple[bytes, int] | None:
+        """The next message and its send time (monotonic ns), or None when empty."""
+        r = self._r
+        w = self._words[_WRITE]
+        if r == w:
+            return None
+        _fence()  # index before payload (acquire)
+        cap = self.capacity
+        pos = r % cap
+        length, _, stamp = _HEADER.unpack_from(self._data, pos) if cap - pos >= _HEADER.size else (_WRAP, 0, 0)
+        if length == _WRAP:
+            r += cap - pos
+            pos = 0
+            length, _, stamp = _HEADER.unpack_from(self._data, 0)
+        if length > cap - _HEADER.size:
+            raise RingClosed(f"ring corrupted: record of {length} bytes at offset {pos}")
+        payload = bytes(self._data[pos + _HEADER.size : pos + _HEADER.size + length])
+        _fence()  # payload copied before the space is handed back
+        r += (_HEADER.size + length + 7) & ~7
+        self._words[_READ] = r
+        self._r = r
+        return payload, stamp
+
+    def pending_bytes(self) -> int:
+        return int(self._words[_WRITE] - self._r)
+
+    def heartbeat_ns(self) -> int:
+        return int(self._words[_HEARTBEAT])
+
+
+class Doorbell:
+    """An eventfd the producer rings after publishing, so the consumer can sleep instead of spin."""
+
+    def __init__(self, fd: int | None = None) -> None:
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) if fd is None else fd
+        os.set_blocking(self.fd, False)
+
+    def ring(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_write(self.fd, 1)
+
+    def drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(self.fd)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)

@@ -1,0 +1,344 @@
+"""The session manager inside the worker: one live stream at a time, renewed and reconnected.
+
+A ``Link`` is one backend stream with its own sans-IO session, a writer task (the only sender, so
+batches are never interleaved) and a reader task that is never cancelled. The ``SessionRunner``
+feeds user intents to the current link, turns service events into host events, renews the stream
+before the connection limit at a turn boundary, and reconnects with backoff on recoverable errors,
+replaying the conversation history each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import json
+import logging
+import random
+import time
+
+from sonic_bridge import errors
+from sonic_bridge import events as ev
+from sonic_bridge import messages as msg
+from sonic_bridge.audio import Converter
+from sonic_bridge.backends.base import Backend, BackendError, Stream
+from sonic_bridge.config import BridgeConfig
+from sonic_bridge.history import Message, tool_result_line
+from sonic_bridge.outbox import Outbox
+from sonic_bridge.protocol import JsonEvent, ProtocolError, SonicSession, dumps
+
+log = logging.getLogger("sonic_bridge.runner")
+
+REPLAY_SECONDS = 3.0          # user audio replayed into a renewed stream
+PENDING_AUDIO_SECONDS = 60.0  # user audio kept while no stream is ready
+CLOSE_DRAIN_SECONDS = 2.0
+
+
+class Link:
+    def __init__(self, number: int, stream: Stream, session: SonicSession) -> None:
+        self.number = number
+        self.stream = stream
+        self.session = session
+        self.opened_at = time.monotonic()
+        self.queue: asyncio.Queue[list[JsonEvent] | None] = asyncio.Queue()
+        self.failure: asyncio.Future[BackendError | None] = asyncio.get_running_loop().create_future()
+        self.retired = False
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def fail(self, error: BackendError | None) -> None:
+        if not self.failure.done():
+            self.failure.set_result(error)
+
+    def send(self, batch: list[JsonEvent]) -> None:
+        if batch:
+            self.queue.put_nowait(batch)
+
+
+class SessionRunner:
+    def __init__(self, config: BridgeConfig, backend: Backend, outbox: Outbox,
+                 rng: random.Random | None = None) -> None:
+        self.config = config
+        self.backend = backend
+        self.outbox = outbox
+        self.rng = rng or random.Random()
+        self.link: Link | None = None
+        self.history: list[Message] = list(config.session.history)
+        self._to_service = Converter(config.session.input_rate, ev.SampleFormat.INT16)
+        self._to_host = Converter(config.output_sample_rate, config.output_format)
+        rate = config.session.input_rate
+        self._replay: collections.deque[bytes] = collections.deque()
+        self._replay_bytes = 0
+        self._replay_limit = int(REPLAY_SECONDS * rate * 2)
+        self._pending: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._pending_bytes = 0
+        self._pending_limit = int(PENDING_AUDIO_SECONDS * rate * 2)
+        self.sent_frames = 0
+        self.dropped_frames = 0
+        self.drop_reason = ""
+        self._closing = asyncio.Event()
+        self._link_count = 0
+        self._turn = 0
+        self._orphan_results: list[tuple[str, str]] = []
+        self.renewals = 0
+        self.reconnects = 0
+
+    # ------------------------------------------------------------------ commands from the host
+    def handle(self, command: msg.Command) -> None:
+        if isinstance(command, msg.AudioIn):
+            self._audio(command)
+        elif isinstance(command, msg.TextIn):
+            self._text(command.text)
+        elif isinstance(command, msg.ToolResultIn):
+            self._tool_result(command.tool_use_id, command.content)
+        elif isinstance(command, msg.CloseIn):
+            self._closing.set()
+
+    def _audio(self, frame: msg.AudioIn) -> None:
+        pcm = self._to_service.convert(frame.pcm, frame.sample_rate, frame.sample_format)
+        if not pcm:
+            self.sent_frames += 1  # the resampler holds it back; it goes out with the next frame
+            return
+        self._replay.append(pcm)
+        self._replay_bytes += len(pcm)
+        while self._replay_bytes > self._replay_limit:
+            self._replay_bytes -= len(self._replay.popleft())
+        link = self.link
+        if link is None or self._closing.is_set():
+            self._pending.append((frame.seq, pcm))
+            self._pending_bytes += len(pcm)
+            while self._pending_bytes > self._pending_limit:
+                self._pending_bytes -= len(self._pending.popleft()[1])
+                self._drop("no stream for more than 60 s")
+            return
+        link.send(link.session.audio(pcm))
+        self.sent_frames += 1
+
+    def _drop(self, reason: str) -> None:
+        self.dropped_frames += 1
+        self.drop_reason = reason
+
+    def _text(self, text: str) -> None:
+        link = self.link
+        if link is None:
+            self.history.append(Message(ev.Role.USER, text))
+            return
+        try:
+            link.send(link.session.text(text))
+            self.history.append(Message(ev.Role.USER, text))
+        except ProtocolError as exc:
+            self.outbox.send(ev.Error(errors.PROTOCOL, str(exc), recoverable=True))
+
+    def _tool_result(self, tool_use_id: str, content: str) -> None:
+        link = self.link
+        if link is not None and tool_use_id in link.session.pending_tool_uses:
+            link.send(link.session.tool_result(tool_use_id, content))
+            self.history.append(Message(ev.Role.ASSISTANT, tool_result_line(tool_use_id, content)))
+            return
+        # The stream that asked is gone (renewal or reconnect): tell the new one as text instead.
+        line = tool_result_line(tool_use_id, content)
+        self.history.append(Message(ev.Role.ASSISTANT, line))
+        if link is not None and link.session.model.supports_text_input:
+            link.send(link.session.text(f"(The result of your earlier tool call arrived) {line}"))
+        else:
+            self._orphan_results.append((tool_use_id, content))
+
+    # ------------------------------------------------------------------ main loop
+    async def run(self) -> None:
+        self._state(ev.BridgeState.CONNECTING)
+        attempt = 0
+        while not self._closing.is_set():
+            try:
+                link = await self._open_link()
+            except BackendError as exc:
+                attempt += 1
+                if not await self._after_failure(exc, attempt):
+                    return
+                continue
+            attempt = 0
+            self._switch_to(link, renewing=False)
+            outcome = await self._serve(link)
+            if outcome == "closed":
+                break
+            if isinstance(outcome, BackendError) or outcome is None:
+                err = outcome or BackendError(errors.SERVICE_ERROR, "the service ended the stream",
+                                              recoverable=True, kind="EndOfStream")
+                self._retire(link, graceful=False)
+                attempt += 1
+                if not await self._after_failure(err, attempt):
+                    return
+        await self._close_current()
+
+    async def _after_failure(self, exc: BackendError, attempt: int) -> bool:
+        """Report; True to reconnect after a backoff, False when the bridge must stop."""
+        self.link = None
+        if not exc.recoverable:
+            self.outbox.send(ev.Error(exc.code, exc.message, recoverable=False))
+            return False
+        if attempt > self.config.max_reconnects:
+            self.outbox.send(ev.Error(errors.RECONNECT_LIMIT, f"gave up after {attempt - 1} reconnects: "
+                                      f"{exc.message}", recoverable=False))
+            return False
+        self.outbox.send(ev.Error(exc.code, exc.message, recoverable=True))
+        self._state(ev.BridgeState.RECONNECTING, exc.kind or exc.code)
+        delay = min(10.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + self.rng.random() / 2)
+        self.reconnects += 1
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), delay)
+        return not self._closing.is_set()
+
+    async def _open_link(self) -> Link:
+        self._link_count += 1
+        settings = dataclasses.replace(self.config.session, history=tuple(self.history))
+        session = SonicSession(settings, response_prefix=f"{self._link_count}.", first_turn=self._turn)
+        try:
+            stream = await asyncio.wait_for(self.backend.open(settings), self.config.connect_timeout)
+        except TimeoutError:
+            raise BackendError(errors.ENDPOINT_UNREACHABLE, f"opening the stream took more than "
+                               f"{self.config.connect_timeout} s", recoverable=True, kind="ConnectTimeout") from None
+        link = Link(self._link_count, stream, session)
+        link.tasks = [asyncio.create_task(self._writer(link)), asyncio.create_task(self._reader(link))]
+        link.send(session.start())
+        for tool_use_id, name in (self.link.session.pending_tool_uses.items() if self.link else ()):
+            session.expect_tool_use(tool_use_id, name)
+        return link
+
+    def _switch_to(self, link: Link, *, renewing: bool) -> None:
+        if renewing:
+            for chunk in self._replay:  # the old stream may have missed the end of the user's words
+                link.send(link.session.audio(chunk))
+        while self._pending:
+            _, pcm = self._pending.popleft()
+            link.send(link.session.audio(pcm))
+            self.sent_frames += 1
+        self._pending_bytes = 0
+        self.link = link
+        self._state(ev.BridgeState.READY)
+
+    async def _serve(self, link: Link) -> BackendError | str | None:
+        """Run a link until it fails, the host closes, or it is renewed (then serve the new one)."""
+        while True:
+            renew_at = link.opened_at + self.config.renew_after
+            closing = asyncio.create_task(self._closing.wait())
+            try:
+                done, _ = await asyncio.wait({link.failure, closing}, timeout=max(0.0, renew_at - time.monotonic()),
+                                             return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closing.cancel()
+            if self._closing.is_set():
+                return "closed"
+            if link.failure.done():
+                return link.failure.result()
+            new = await self._renew(link)
+            if new is None:
+                continue
+            link = new
+
+    async def _renew(self, old: Link) -> Link | None:
+        """Proactive renewal: wait for a turn boundary (bounded), prime a new stream, switch."""
+        self._state(ev.BridgeState.RENEWING)
+        deadline = time.monotonic() + self.config.renew_force_after
+        while (old.session.assistant_speaking or old.session.pending_tool_uses) and time.monotonic() < deadline:
+            if old.failure.done() or self._closing.is_set():
+                return None
+            await asyncio.sleep(0.05)
+        try:
+            new = await self._open_link()
+        except BackendError as exc:
+            log.warning("renewal failed, keeping the current stream: %s", exc.message)
+            old.opened_at = time.monotonic() - self.config.renew_after + 5.0
+            return None
+        self._turn = old.session.turn_id
+        self.renewals += 1
+        self._switch_to(new, renewing=True)
+        self._retire(old, graceful=True)
+        return new
+
+    def _retire(self, link: Link, *, graceful: bool) -> None:
+        """Close an old stream in the background, in the documented order, never cancelling its reader."""
+        if link.retired:
+            return
+        link.retired = True
+        self._turn = max(self._turn, link.session.turn_id)
+        if graceful and not link.session.is_closed:
+            link.send(link.session.close())
+        link.queue.put_nowait(None)
+        asyncio.get_running_loop().create_task(self._finish(link, graceful))
+
+    async def _finish(self, link: Link, graceful: bool) -> None:
+        with contextlib.suppress(asyncio.TimeoutError, BackendError, OSError):
+            await asyncio.wait_for(asyncio.shield(link.tasks[0]), CLOSE_DRAIN_SECONDS)
+            if graceful:
+                await asyncio.wait_for(link.stream.end_input(), CLOSE_DRAIN_SECONDS)
+            # Let the reader drain to the end of the stream; abandon it (not cancel) if it never ends.
+            await asyncio.wait_for(asyncio.shield(link.tasks[1]), CLOSE_DRAIN_SECONDS)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(link.stream.aclose(), CLOSE_DRAIN_SECONDS)
+
+    async def _close_current(self) -> None:
+        self._state(ev.BridgeState.CLOSING)
+        link = self.link
+        if link is not None:
+            self.link = None
+            self._retire(link, graceful=True)
+            await self._finish(link, True)
+        self.report_audio()
+
+    # ------------------------------------------------------------------ per-link tasks
+    async def _writer(self, link: Link) -> None:
+        while True:
+            batch = await link.queue.get()
+            if batch is None:
+                return
+            try:
+                for event in batch:
+                    await link.stream.send(dumps(event))
+            except BackendError as exc:
+                link.fail(exc)
+                return
+            except OSError as exc:
+                link.fail(BackendError(errors.SERVICE_ERROR, f"send failed: {exc}", recoverable=True,
+                                       kind="ConnectionReset"))
+                return
+
+    async def _reader(self, link: Link) -> None:
+        while True:
+            try:
+                raw = await link.stream.receive()
+            except BackendError as exc:
+                link.fail(exc)
+                return
+            except OSError as exc:
+                link.fail(BackendError(errors.SERVICE_ERROR, f"receive failed: {exc}", recoverable=True,
+                                       kind="ConnectionReset"))
+                return
+            if raw is None:
+                link.fail(None)
+                return
+            if link.retired:
+                continue  # a retired stream's late output must not reach the host twice
+            for event in link.session.receive(raw):
+                self._deliver(event)
+
+    def _deliver(self, event: ev.Event) -> None:
+        if isinstance(event, ev.AudioOut):
+            pcm = self._to_host.convert(event.pcm, event.sample_rate, event.sample_format)
+            if not pcm:
+                return
+            event = ev.AudioOut(pcm, self.config.output_sample_rate, self.config.output_format, event.response_id)
+        elif isinstance(event, ev.Interrupted | ev.TurnEnded):
+            self._to_host.reset()
+        if isinstance(event, ev.Transcript) and event.stage is ev.Stage.FINAL:
+            self.history.append(Message(event.role, event.text))
+        elif isinstance(event, ev.ToolCall):
+            self.history.append(Message(ev.Role.ASSISTANT, f"[tool call {event.name} "
+                                        f"{json.dumps(event.arguments, sort_keys=True)}]"))
+        self.outbox.send(event)
+
+    # ------------------------------------------------------------------ reporting
+    def _state(self, state: ev.BridgeState, detail: str = "") -> None:
+        self.outbox.send(ev.StateChanged(state, detail))
+
+    def report_audio(self) -> None:
+        self.outbox.send(msg.AudioAccounted(self.sent_frames, self.dropped_frames, self.drop_reason))
+
