@@ -330,7 +330,7 @@ class SonicBridge:
                 self._stats.worker_frames_sent = value.sent
                 self._stats.worker_frames_dropped = value.dropped
                 self._stats.worker_drop_reason = value.reason
-            elif isinstance(value, ev.Event):  # type: ignore[arg-type]
+            elif isinstance(value, ev.Event):
                 batch.append(value)
         self._local.extend(self._observe(batch))
 
@@ -440,7 +440,7 @@ class SonicBridge:
         if self._latency:
             values = np.array(self._latency, dtype=np.float64) / 1000.0
             p50, p99 = np.percentile(values, [50, 99])
-            s.latency_us = {"p50": float(p50), "p99": float(p99), "max": float(values.max()), "n": float(len(values))}
+            s.latency_us = {"p50": float(p50), "p99": float(p99), "max": float(np.max(values)), "n": float(len(values))}
         return s
 
 

@@ -67,7 +67,9 @@ class BridgeConfig:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         models.check_region(self.region)
         if self.endpoint is not None and not self.endpoint.startswith("https://"):
-            raise ValueError(f"endpoint must be an https:// URL (the service needs HTTP/2 over TLS), got {self.endpoint!r}")
+            raise ValueError(
+                f"endpoint must be an https:// URL (the service needs HTTP/2 over TLS), got {self.endpoint!r}"
+            )
         if self.ca_file is not None and not os.path.isfile(self.ca_file):
             raise ValueError(f"ca_file {self.ca_file!r} does not exist")
         if self.worker_python is not None and not os.access(self.worker_python, os.X_OK):

@@ -87,7 +87,9 @@ class SharedRing:
         self._data = memoryview(self._map)[_DATA:]
         self.capacity = size - _DATA
         if self._words[_CAPACITY] != self.capacity:
-            raise ValueError(f"shared ring fd {fd}: header says {self._words[_CAPACITY]} bytes, map has {self.capacity}")
+            raise ValueError(
+                f"shared ring fd {fd}: header says {self._words[_CAPACITY]} bytes, map has {self.capacity}"
+            )
         # Each side keeps its own index locally: only it ever changes it.
         self._w = self._words[_WRITE]
         self._r = self._words[_READ]
@@ -142,12 +144,18 @@ class SharedRing:
         pos = w % cap
         tail = cap - pos
         if size > tail:
-            if tail + size > free:
+            # Skip the end of the buffer. The marker is published on its own, so a large record
+            # only ever needs its own size free at offset 0 (it cannot deadlock an empty ring).
+            if tail > free:
                 return False
             struct.pack_into("<I", self._data, pos, _WRAP)
+            _fence()
             w += tail
+            self._words[_WRITE] = w
+            self._w = w
+            free -= tail
             pos = 0
-        elif size > free:
+        if size > free:
             return False
         _HEADER.pack_into(self._data, pos, n, 0, time.monotonic_ns() if stamp_ns is None else stamp_ns)
         self._data[pos + _HEADER.size : pos + _HEADER.size + n] = payload
@@ -173,11 +181,15 @@ class SharedRing:
         _fence()  # index before payload (acquire)
         cap = self.capacity
         pos = r % cap
-        length, _, stamp = _HEADER.unpack_from(self._data, pos) if cap - pos >= _HEADER.size else (_WRAP, 0, 0)
+        length = _WRAP if cap - pos < _HEADER.size else _HEADER.unpack_from(self._data, pos)[0]
         if length == _WRAP:
             r += cap - pos
+            self._words[_READ] = r
+            self._r = r
+            if r == w:
+                return None
             pos = 0
-            length, _, stamp = _HEADER.unpack_from(self._data, 0)
+        length, _, stamp = _HEADER.unpack_from(self._data, pos)
         if length > cap - _HEADER.size:
             raise RingClosed(f"ring corrupted: record of {length} bytes at offset {pos}")
         payload = bytes(self._data[pos + _HEADER.size : pos + _HEADER.size + length])

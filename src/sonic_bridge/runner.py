@@ -219,10 +219,11 @@ class SessionRunner:
         """Run a link until it fails, the host closes, or it is renewed (then serve the new one)."""
         while True:
             renew_at = link.opened_at + self.config.renew_after
-            closing = asyncio.create_task(self._closing.wait())
+            closing: asyncio.Future[object] = asyncio.ensure_future(self._closing.wait())
+            waiters: set[asyncio.Future[object]] = {closing, link.failure}  # type: ignore[arg-type]
             try:
-                done, _ = await asyncio.wait({link.failure, closing}, timeout=max(0.0, renew_at - time.monotonic()),
-                                             return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waiters, timeout=max(0.0, renew_at - time.monotonic()),
+                                   return_when=asyncio.FIRST_COMPLETED)
             finally:
                 closing.cancel()
             if self._closing.is_set():

@@ -1,0 +1,52 @@
+"""Every test must leave no child process and no file descriptor behind (memfd rings, eventfds, pipes)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+
+def _fds() -> set[int]:
+    return {int(n) for n in os.listdir("/proc/self/fd")}
+
+
+def _describe(fds: set[int]) -> list[str]:
+    out = []
+    for fd in sorted(fds):
+        try:
+            out.append(f"{fd}->{os.readlink(f'/proc/self/fd/{fd}')}")
+        except OSError:
+            out.append(str(fd))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    before = _fds()
+    me = psutil.Process()
+    children_before = {p.pid for p in me.children(recursive=True)}
+    yield
+    deadline = time.monotonic() + 3.0
+    while True:
+        leaked_fds = {fd for fd in _fds() - before
+                      if not os.readlink(f"/proc/self/fd/{fd}").startswith(("anon_inode:[eventpoll]", "/dev/urandom"))
+                      } if os.path.isdir("/proc/self/fd") else set()
+        leaked_fds = {fd for fd in leaked_fds if _still_open(fd)}
+        children = {p.pid for p in me.children(recursive=True)} - children_before
+        if (not leaked_fds and not children) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not children, f"test left child processes running: {sorted(children)}"
+    assert not leaked_fds, f"test left file descriptors open: {_describe(leaked_fds)}"
+
+
+def _still_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
