@@ -34,7 +34,8 @@ def from_float(samples: FloatArray, fmt: SampleFormat) -> bytes:
 class Converter:
     """One direction of audio: any host format and rate in, one format and rate out."""
 
-    def __init__(self, out_rate: int, out_format: SampleFormat) -> None:
+    def __init__(self, out_rate: int, out_format: SampleFormat, quality: str = "HQ") -> None:
+        self.quality = quality
         self.out_rate = out_rate
         self.out_format = out_format
         self._stream: Any = None
@@ -47,7 +48,7 @@ class Converter:
         if in_rate != self.out_rate:
             if self._stream is None or in_rate != self._in_rate:
                 # A new input rate starts a new stream (the host changed devices): no shared state.
-                self._stream = soxr.ResampleStream(in_rate, self.out_rate, 1, dtype="float32", quality="HQ")
+                self._stream = soxr.ResampleStream(in_rate, self.out_rate, 1, dtype="float32", quality=self.quality)
                 self._in_rate = in_rate
             samples = self._stream.resample_chunk(samples)
         return from_float(samples, self.out_format)

@@ -64,13 +64,16 @@ class SessionRunner:
         self.rng = rng or random.Random()
         self.link: Link | None = None
         self.history: list[Message] = list(config.session.history)
-        self._to_service = Converter(config.session.input_rate, ev.SampleFormat.INT16)
+        # LQ on the way in: soxr's HQ releases output in bursts (up to one frame of extra delay), and
+        # the recogniser gains nothing from it. HQ on the way out, where listeners hear it.
+        self._to_service = Converter(config.session.input_rate, ev.SampleFormat.INT16, quality="LQ")
         self._to_host = Converter(config.output_sample_rate, config.output_format)
         rate = config.session.input_rate
         self._replay: collections.deque[bytes] = collections.deque()
         self._replay_bytes = 0
         self._replay_limit = int(REPLAY_SECONDS * rate * 2)
-        self._pending: collections.deque[tuple[int, bytes]] = collections.deque()
+        # Intents that arrived while no stream was ready, in order: ("audio", pcm) or ("text", text).
+        self._pending: collections.deque[tuple[str, bytes | str]] = collections.deque()
         self._pending_bytes = 0
         self._pending_limit = int(PENDING_AUDIO_SECONDS * rate * 2)
         self.sent_frames = 0
@@ -105,14 +108,21 @@ class SessionRunner:
             self._replay_bytes -= len(self._replay.popleft())
         link = self.link
         if link is None or self._closing.is_set():
-            self._pending.append((frame.seq, pcm))
+            self._pending.append(("audio", pcm))
             self._pending_bytes += len(pcm)
             while self._pending_bytes > self._pending_limit:
-                self._pending_bytes -= len(self._pending.popleft()[1])
-                self._drop("no stream for more than 60 s")
+                self._drop_oldest_pending_audio()
             return
         link.send(link.session.audio(pcm))
         self.sent_frames += 1
+
+    def _drop_oldest_pending_audio(self) -> None:
+        for i, (kind, payload) in enumerate(self._pending):
+            if kind == "audio":
+                del self._pending[i]
+                self._pending_bytes -= len(payload)
+                self._drop("no stream for more than 60 s")
+                return
 
     def _drop(self, reason: str) -> None:
         self.dropped_frames += 1
@@ -120,8 +130,8 @@ class SessionRunner:
 
     def _text(self, text: str) -> None:
         link = self.link
-        if link is None:
-            self.history.append(Message(ev.Role.USER, text))
+        if link is None or self._closing.is_set():
+            self._pending.append(("text", text))
             return
         try:
             link.send(link.session.text(text))
@@ -207,12 +217,15 @@ class SessionRunner:
         if renewing:
             for chunk in self._replay:  # the old stream may have missed the end of the user's words
                 link.send(link.session.audio(chunk))
-        while self._pending:
-            _, pcm = self._pending.popleft()
-            link.send(link.session.audio(pcm))
-            self.sent_frames += 1
-        self._pending_bytes = 0
         self.link = link
+        while self._pending:
+            kind, payload = self._pending.popleft()
+            if isinstance(payload, bytes):
+                link.send(link.session.audio(payload))
+                self.sent_frames += 1
+            else:
+                self._text(payload)
+        self._pending_bytes = 0
         self._state(ev.BridgeState.READY)
 
     async def _serve(self, link: Link) -> BackendError | str | None:
@@ -327,8 +340,13 @@ class SessionRunner:
             if not pcm:
                 return
             event = ev.AudioOut(pcm, self.config.output_sample_rate, self.config.output_format, event.response_id)
-        elif isinstance(event, ev.Interrupted | ev.TurnEnded):
-            self._to_host.reset()
+        elif isinstance(event, ev.Interrupted):
+            self._to_host.reset()  # the rest of that response must not be heard
+        elif isinstance(event, ev.TurnEnded):
+            tail = self._to_host.flush()
+            if tail and event.stop_reason != "INTERRUPTED":
+                self.outbox.send(ev.AudioOut(tail, self.config.output_sample_rate, self.config.output_format,
+                                             event.response_id))
         if isinstance(event, ev.Transcript) and event.stage is ev.Stage.FINAL:
             self.history.append(Message(event.role, event.text))
         elif isinstance(event, ev.ToolCall):

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from sonic_bridge import SonicBridge
+from sonic_bridge import events as ev
+
+
+def run_until(bridge: SonicBridge, done: Callable[[list[ev.Event]], bool], timeout: float = 10.0,
+              each_cycle: Callable[[int], None] | None = None) -> list[ev.Event]:
+    """Drive the bridge like a 20 ms host until ``done(events)``; fails on timeout."""
+    events: list[ev.Event] = []
+    deadline = time.monotonic() + timeout
+    cycle = 0
+    while time.monotonic() < deadline:
+        if each_cycle:
+            each_cycle(cycle)
+        events += bridge.poll()
+        if done(events):
+            return events
+        cycle += 1
+        time.sleep(0.02)
+    raise AssertionError(f"timed out; got {[type(e).__name__ for e in events][-30:]}")
+
+
+def has_state(state: ev.BridgeState) -> Callable[[list[ev.Event]], bool]:
+    return lambda events: any(isinstance(e, ev.StateChanged) and e.state is state for e in events)
+
+
+def tone(seconds: float, rate: int = 16000, freq: float = 220.0, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
