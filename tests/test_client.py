@@ -66,7 +66,9 @@ def test_text_comes_back_as_a_transcript_and_enters_the_history() -> None:
     (b"\0\0\0", 16000, ValueError, "even length"),
     ([0, 1, 2], 16000, TypeError, "numpy array or PCM16 bytes"),
 ])
-def test_bad_audio_is_refused_clearly_and_nothing_is_queued(samples: object, rate: int, error: type, match: str) -> None:
+def test_bad_audio_is_refused_clearly_and_nothing_is_queued(
+    samples: object, rate: int, error: type, match: str
+) -> None:
     with loopback() as bridge:
         with pytest.raises(error, match=match):
             bridge.push_audio(samples, rate)

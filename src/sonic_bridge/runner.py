@@ -219,7 +219,7 @@ class SessionRunner:
                 link.send(link.session.audio(chunk))
         self.link = link
         while self._pending:
-            kind, payload = self._pending.popleft()
+            _, payload = self._pending.popleft()
             if isinstance(payload, bytes):
                 link.send(link.session.audio(payload))
                 self.sent_frames += 1
