@@ -32,9 +32,15 @@ def no_leaks() -> Iterator[None]:
     yield
     deadline = time.monotonic() + 3.0
     while True:
-        leaked_fds = {fd for fd in _fds() - before
-                      if not os.readlink(f"/proc/self/fd/{fd}").startswith(("anon_inode:[eventpoll]", "/dev/urandom"))
-                      } if os.path.isdir("/proc/self/fd") else set()
+        leaked_fds = (
+            {
+                fd
+                for fd in _fds() - before
+                if not os.readlink(f"/proc/self/fd/{fd}").startswith(("anon_inode:[eventpoll]", "/dev/urandom"))
+            }
+            if os.path.isdir("/proc/self/fd")
+            else set()
+        )
         leaked_fds = {fd for fd in leaked_fds if _still_open(fd)}
         children = {p.pid for p in me.children(recursive=True)} - children_before
         if (not leaked_fds and not children) or time.monotonic() > deadline:

@@ -9,8 +9,12 @@ from sonic_bridge import SonicBridge
 from sonic_bridge import events as ev
 
 
-def run_until(bridge: SonicBridge, done: Callable[[list[ev.Event]], bool], timeout: float = 10.0,
-              each_cycle: Callable[[int], None] | None = None) -> list[ev.Event]:
+def run_until(
+    bridge: SonicBridge,
+    done: Callable[[list[ev.Event]], bool],
+    timeout: float = 10.0,
+    each_cycle: Callable[[int], None] | None = None,
+) -> list[ev.Event]:
     """Drive the bridge like a 20 ms host until ``done(events)``; fails on timeout."""
     events: list[ev.Event] = []
     deadline = time.monotonic() + timeout

@@ -124,5 +124,8 @@ def check_input_sequence(events: list[dict[str, Any]], *, nova1: bool = False) -
 
 
 def tool_use_ids_answered(events: list[dict[str, Any]]) -> list[str]:
-    return [e["event"]["contentStart"]["toolResultInputConfiguration"]["toolUseId"]
-            for e in events if "contentStart" in e["event"] and e["event"]["contentStart"]["type"] == "TOOL"]
+    return [
+        e["event"]["contentStart"]["toolResultInputConfiguration"]["toolUseId"]
+        for e in events
+        if "contentStart" in e["event"] and e["event"]["contentStart"]["type"] == "TOOL"
+    ]

@@ -55,17 +55,20 @@ def test_text_comes_back_as_a_transcript_and_enters_the_history() -> None:
         assert bridge.history[-1].text == "hello there"
 
 
-@pytest.mark.parametrize(("samples", "rate", "error", "match"), [
-    (np.zeros(320, np.float64), 16000, TypeError, "int16 or float32"),
-    (np.zeros((2, 320), np.int16), 16000, ValueError, "mono"),
-    (np.array([0.0, np.nan], np.float32), 16000, ValueError, "NaN"),
-    (np.array([0.0, np.inf], np.float32), 16000, ValueError, "NaN or infinite"),
-    (np.zeros(0, np.int16), 16000, ValueError, "empty"),
-    (np.zeros(16000 * 11, np.int16), 16000, ValueError, "longer than 10 s"),
-    (np.zeros(320, np.int16), 12345, ValueError, "sample_rate must be one of"),
-    (b"\0\0\0", 16000, ValueError, "even length"),
-    ([0, 1, 2], 16000, TypeError, "numpy array or PCM16 bytes"),
-])
+@pytest.mark.parametrize(
+    ("samples", "rate", "error", "match"),
+    [
+        (np.zeros(320, np.float64), 16000, TypeError, "int16 or float32"),
+        (np.zeros((2, 320), np.int16), 16000, ValueError, "mono"),
+        (np.array([0.0, np.nan], np.float32), 16000, ValueError, "NaN"),
+        (np.array([0.0, np.inf], np.float32), 16000, ValueError, "NaN or infinite"),
+        (np.zeros(0, np.int16), 16000, ValueError, "empty"),
+        (np.zeros(16000 * 11, np.int16), 16000, ValueError, "longer than 10 s"),
+        (np.zeros(320, np.int16), 12345, ValueError, "sample_rate must be one of"),
+        (b"\0\0\0", 16000, ValueError, "even length"),
+        ([0, 1, 2], 16000, TypeError, "numpy array or PCM16 bytes"),
+    ],
+)
 def test_bad_audio_is_refused_clearly_and_nothing_is_queued(
     samples: object, rate: int, error: type, match: str
 ) -> None:
@@ -96,15 +99,18 @@ def test_other_bad_calls_are_refused_clearly() -> None:
         nova1.send_text("hi")
 
 
-@pytest.mark.parametrize(("kw", "match"), [
-    ({"backend": "nope"}, "backend must be one of"),
-    ({"region": "moon-1"}, "does not look like an AWS region"),
-    ({"endpoint": "http://x"}, "https://"),
-    ({"worker_python": "/no/such/python"}, "not an executable"),
-    ({"output_sample_rate": 12345}, "output_sample_rate"),
-    ({"inbound_capacity": 10}, "inbound_capacity"),
-    ({"max_restarts": -1}, "max_restarts"),
-])
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"backend": "nope"}, "backend must be one of"),
+        ({"region": "moon-1"}, "does not look like an AWS region"),
+        ({"endpoint": "http://x"}, "https://"),
+        ({"worker_python": "/no/such/python"}, "not an executable"),
+        ({"output_sample_rate": 12345}, "output_sample_rate"),
+        ({"inbound_capacity": 10}, "inbound_capacity"),
+        ({"max_restarts": -1}, "max_restarts"),
+    ],
+)
 def test_configuration_errors_name_the_field(kw: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         BridgeConfig(**kw)  # type: ignore[arg-type]
@@ -158,8 +164,9 @@ def test_a_killed_worker_is_restarted_and_the_conversation_goes_on() -> None:
         first = bridge.worker_pid
         assert first is not None
         os.kill(first, signal.SIGKILL)
-        events = run_until(bridge, lambda es: any(isinstance(e, ev.StateChanged) and e.state is ev.BridgeState.READY
-                                                  for e in es))
+        events = run_until(
+            bridge, lambda es: any(isinstance(e, ev.StateChanged) and e.state is ev.BridgeState.READY for e in es)
+        )
         (err,) = [e for e in events if isinstance(e, ev.Error)]
         assert err.code == "worker_died" and err.recoverable
         assert bridge.worker_pid not in (None, first)
@@ -174,9 +181,12 @@ def test_a_killed_worker_is_restarted_and_the_conversation_goes_on() -> None:
 def test_worker_exits_by_itself_when_the_host_dies() -> None:
     import subprocess
     import sys
-    script = ("import time,sys; from sonic_bridge import SonicBridge, BridgeConfig;"
-              "b=SonicBridge(BridgeConfig(backend='loopback')).start(); time.sleep(1.0);"
-              "print(b.worker_pid, flush=True); time.sleep(60)")
+
+    script = (
+        "import time,sys; from sonic_bridge import SonicBridge, BridgeConfig;"
+        "b=SonicBridge(BridgeConfig(backend='loopback')).start(); time.sleep(1.0);"
+        "print(b.worker_pid, flush=True); time.sleep(60)"
+    )
     host = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert host.stdout is not None

@@ -12,14 +12,18 @@ U, A = Role.USER, Role.ASSISTANT
 
 
 def test_sanitize_merges_same_roles_and_starts_with_the_user() -> None:
-    out = sanitize([Message(A, "greeting"), Message(U, "a"), Message(U, "b"), Message(A, " "),
-                    Message(A, "c")])
+    out = sanitize([Message(A, "greeting"), Message(U, "a"), Message(U, "b"), Message(A, " "), Message(A, "c")])
     assert out == [Message(U, "a\nb"), Message(A, "c")]
 
 
 def test_sanitize_caps_each_message_and_drops_the_oldest_first() -> None:
-    msgs = [Message(U, "x" * 60_000), Message(A, "y" * 50_000), Message(U, "z" * 50_000),
-            Message(A, "w" * 50_000), Message(U, "v" * 50_000)]
+    msgs = [
+        Message(U, "x" * 60_000),
+        Message(A, "y" * 50_000),
+        Message(U, "z" * 50_000),
+        Message(A, "w" * 50_000),
+        Message(U, "v" * 50_000),
+    ]
     out = sanitize(msgs)
     assert all(len(m.text.encode()) <= 50_000 for m in out)
     assert sum(len(m.text.encode()) for m in out) <= 200_000

@@ -39,54 +39,224 @@ def names(events: list[dict[str, Any]]) -> list[str]:
 # Every example event of the protocol document, section 2.2, in the order of a real turn.
 DOC_EXAMPLES: list[dict[str, Any]] = [
     {"event": {"completionStart": {"sessionId": "S", "promptName": "P", "completionId": "K"}}},
-    {"event": {"contentStart": {"sessionId": "S", "promptName": "P", "completionId": "K", "contentId": "U1",
-                                "type": "TEXT", "role": "USER",
-                                "additionalModelFields": "{\"generationStage\":\"FINAL\"}",
-                                "textOutputConfiguration": {"mediaType": "text/plain"}}}},
-    {"event": {"textOutput": {"sessionId": "S", "promptName": "P", "completionId": "K", "contentId": "U1",
-                              "role": "USER", "content": "What's the weather in Seattle?"}}},
-    {"event": {"contentEnd": {"sessionId": "S", "promptName": "P", "completionId": "K", "contentId": "U1",
-                              "type": "TEXT", "stopReason": "PARTIAL_TURN"}}},
-    {"event": {"contentStart": {"sessionId": "S", "promptName": "P", "completionId": "K", "contentId": "X3",
-                                "type": "TOOL", "role": "TOOL",
-                                "toolUseOutputConfiguration": {"mediaType": "application/json"}}}},
-    {"event": {"toolUse": {"sessionId": "S", "promptName": "P", "completionId": "K", "contentId": "X3",
-                           "role": "TOOL", "toolName": "get_weather", "toolUseId": "6f1c",
-                           "content": "{\"location\": \"Seattle\", \"units\": \"fahrenheit\"}"}}},
-    {"event": {"contentEnd": {"sessionId": "S", "promptName": "P", "completionId": "K", "contentId": "X3",
-                              "type": "TOOL", "stopReason": "TOOL_USE"}}},
-    {"event": {"contentStart": {"sessionId": "S", "promptName": "P", "completionId": "K", "contentId": "X1",
-                                "type": "TEXT", "role": "ASSISTANT",
-                                "additionalModelFields": "{\"generationStage\":\"SPECULATIVE\"}",
-                                "textOutputConfiguration": {"mediaType": "text/plain"}}}},
-    {"event": {"textOutput": {"sessionId": "S", "promptName": "P", "completionId": "K", "contentId": "X1",
-                              "role": "ASSISTANT", "content": "Sure, the weather in Seattle is sunny."}}},
-    {"event": {"contentEnd": {"sessionId": "S", "promptName": "P", "completionId": "K", "contentId": "X1",
-                              "type": "TEXT", "stopReason": "PARTIAL_TURN"}}},
-    {"event": {"contentStart": {"sessionId": "S", "promptName": "P", "completionId": "K", "contentId": "X2",
-                                "type": "AUDIO", "role": "ASSISTANT", "audioOutputConfiguration": {
-                                    "mediaType": "audio/lpcm", "sampleRateHertz": 24000, "sampleSizeBits": 16,
-                                    "encoding": "base64", "channelCount": 1}}}},
-    {"event": {"audioOutput": {"sessionId": "S", "promptName": "P", "completionId": "K", "contentId": "X2",
-                               "content": base64.b64encode(b"\x01\x00\x02\x00").decode()}}},
-    {"event": {"usageEvent": {"sessionId": "S", "promptName": "P", "completionId": "K",
-                              "details": {"delta": {"input": {"speechTokens": 0, "textTokens": 3},
-                                                    "output": {"speechTokens": 20, "textTokens": 0}},
-                                          "total": {"input": {"speechTokens": 288, "textTokens": 3443},
-                                                    "output": {"speechTokens": 694, "textTokens": 203}}},
-                              "totalInputTokens": 3731, "totalOutputTokens": 897, "totalTokens": 4628}}},
-    {"event": {"contentEnd": {"sessionId": "S", "promptName": "P", "completionId": "K", "contentId": "X2",
-                              "type": "AUDIO", "stopReason": "END_TURN"}}},
-    {"event": {"contentStart": {"sessionId": "S", "promptName": "P", "completionId": "K", "contentId": "X5",
-                                "type": "TEXT", "role": "ASSISTANT",
-                                "additionalModelFields": "{\"generationStage\":\"FINAL\"}",
-                                "textOutputConfiguration": {"mediaType": "text/plain"}}}},
-    {"event": {"textOutput": {"sessionId": "S", "promptName": "P", "completionId": "K", "contentId": "X5",
-                              "role": "ASSISTANT", "content": "Sure, the weather in Seattle is sunny."}}},
-    {"event": {"contentEnd": {"sessionId": "S", "promptName": "P", "completionId": "K", "contentId": "X5",
-                              "type": "TEXT", "stopReason": "END_TURN"}}},
-    {"event": {"completionEnd": {"sessionId": "S", "promptName": "P", "completionId": "K",
-                                 "stopReason": "END_TURN"}}},
+    {
+        "event": {
+            "contentStart": {
+                "sessionId": "S",
+                "promptName": "P",
+                "completionId": "K",
+                "contentId": "U1",
+                "type": "TEXT",
+                "role": "USER",
+                "additionalModelFields": '{"generationStage":"FINAL"}',
+                "textOutputConfiguration": {"mediaType": "text/plain"},
+            }
+        }
+    },
+    {
+        "event": {
+            "textOutput": {
+                "sessionId": "S",
+                "promptName": "P",
+                "completionId": "K",
+                "contentId": "U1",
+                "role": "USER",
+                "content": "What's the weather in Seattle?",
+            }
+        }
+    },
+    {
+        "event": {
+            "contentEnd": {
+                "sessionId": "S",
+                "promptName": "P",
+                "completionId": "K",
+                "contentId": "U1",
+                "type": "TEXT",
+                "stopReason": "PARTIAL_TURN",
+            }
+        }
+    },
+    {
+        "event": {
+            "contentStart": {
+                "sessionId": "S",
+                "promptName": "P",
+                "completionId": "K",
+                "contentId": "X3",
+                "type": "TOOL",
+                "role": "TOOL",
+                "toolUseOutputConfiguration": {"mediaType": "application/json"},
+            }
+        }
+    },
+    {
+        "event": {
+            "toolUse": {
+                "sessionId": "S",
+                "promptName": "P",
+                "completionId": "K",
+                "contentId": "X3",
+                "role": "TOOL",
+                "toolName": "get_weather",
+                "toolUseId": "6f1c",
+                "content": '{"location": "Seattle", "units": "fahrenheit"}',
+            }
+        }
+    },
+    {
+        "event": {
+            "contentEnd": {
+                "sessionId": "S",
+                "promptName": "P",
+                "completionId": "K",
+                "contentId": "X3",
+                "type": "TOOL",
+                "stopReason": "TOOL_USE",
+            }
+        }
+    },
+    {
+        "event": {
+            "contentStart": {
+                "sessionId": "S",
+                "promptName": "P",
+                "completionId": "K",
+                "contentId": "X1",
+                "type": "TEXT",
+                "role": "ASSISTANT",
+                "additionalModelFields": '{"generationStage":"SPECULATIVE"}',
+                "textOutputConfiguration": {"mediaType": "text/plain"},
+            }
+        }
+    },
+    {
+        "event": {
+            "textOutput": {
+                "sessionId": "S",
+                "promptName": "P",
+                "completionId": "K",
+                "contentId": "X1",
+                "role": "ASSISTANT",
+                "content": "Sure, the weather in Seattle is sunny.",
+            }
+        }
+    },
+    {
+        "event": {
+            "contentEnd": {
+                "sessionId": "S",
+                "promptName": "P",
+                "completionId": "K",
+                "contentId": "X1",
+                "type": "TEXT",
+                "stopReason": "PARTIAL_TURN",
+            }
+        }
+    },
+    {
+        "event": {
+            "contentStart": {
+                "sessionId": "S",
+                "promptName": "P",
+                "completionId": "K",
+                "contentId": "X2",
+                "type": "AUDIO",
+                "role": "ASSISTANT",
+                "audioOutputConfiguration": {
+                    "mediaType": "audio/lpcm",
+                    "sampleRateHertz": 24000,
+                    "sampleSizeBits": 16,
+                    "encoding": "base64",
+                    "channelCount": 1,
+                },
+            }
+        }
+    },
+    {
+        "event": {
+            "audioOutput": {
+                "sessionId": "S",
+                "promptName": "P",
+                "completionId": "K",
+                "contentId": "X2",
+                "content": base64.b64encode(b"\x01\x00\x02\x00").decode(),
+            }
+        }
+    },
+    {
+        "event": {
+            "usageEvent": {
+                "sessionId": "S",
+                "promptName": "P",
+                "completionId": "K",
+                "details": {
+                    "delta": {
+                        "input": {"speechTokens": 0, "textTokens": 3},
+                        "output": {"speechTokens": 20, "textTokens": 0},
+                    },
+                    "total": {
+                        "input": {"speechTokens": 288, "textTokens": 3443},
+                        "output": {"speechTokens": 694, "textTokens": 203},
+                    },
+                },
+                "totalInputTokens": 3731,
+                "totalOutputTokens": 897,
+                "totalTokens": 4628,
+            }
+        }
+    },
+    {
+        "event": {
+            "contentEnd": {
+                "sessionId": "S",
+                "promptName": "P",
+                "completionId": "K",
+                "contentId": "X2",
+                "type": "AUDIO",
+                "stopReason": "END_TURN",
+            }
+        }
+    },
+    {
+        "event": {
+            "contentStart": {
+                "sessionId": "S",
+                "promptName": "P",
+                "completionId": "K",
+                "contentId": "X5",
+                "type": "TEXT",
+                "role": "ASSISTANT",
+                "additionalModelFields": '{"generationStage":"FINAL"}',
+                "textOutputConfiguration": {"mediaType": "text/plain"},
+            }
+        }
+    },
+    {
+        "event": {
+            "textOutput": {
+                "sessionId": "S",
+                "promptName": "P",
+                "completionId": "K",
+                "contentId": "X5",
+                "role": "ASSISTANT",
+                "content": "Sure, the weather in Seattle is sunny.",
+            }
+        }
+    },
+    {
+        "event": {
+            "contentEnd": {
+                "sessionId": "S",
+                "promptName": "P",
+                "completionId": "K",
+                "contentId": "X5",
+                "type": "TEXT",
+                "stopReason": "END_TURN",
+            }
+        }
+    },
+    {"event": {"completionEnd": {"sessionId": "S", "promptName": "P", "completionId": "K", "stopReason": "END_TURN"}}},
 ]
 
 
@@ -115,8 +285,16 @@ def test_barge_in_marker_interrupts_the_current_response_once() -> None:
         {"event": {"audioOutput": {"contentId": "A", "content": base64.b64encode(b"\0\0").decode()}}},
         # pipecat's observation: AUDIO ends first with END_TURN, then the INTERRUPTED text block.
         {"event": {"contentEnd": {"contentId": "A", "type": "AUDIO", "stopReason": "END_TURN"}}},
-        {"event": {"contentStart": {"contentId": "T", "type": "TEXT", "role": "ASSISTANT",
-                                    "additionalModelFields": "{\"generationStage\":\"FINAL\"}"}}},
+        {
+            "event": {
+                "contentStart": {
+                    "contentId": "T",
+                    "type": "TEXT",
+                    "role": "ASSISTANT",
+                    "additionalModelFields": '{"generationStage":"FINAL"}',
+                }
+            }
+        },
         {"event": {"textOutput": {"contentId": "T", "role": "ASSISTANT", "content": '{ "interrupted" : true }'}}},
         {"event": {"contentEnd": {"contentId": "T", "type": "TEXT", "stopReason": "INTERRUPTED"}}},
     ]
@@ -150,14 +328,20 @@ def test_unknown_and_malformed_service_events_are_reported_not_fatal() -> None:
 
 # --------------------------------------------------------------------------- input side
 def test_start_sends_the_documented_prefix_in_order() -> None:
-    history = (Message(ev.Role.ASSISTANT, "dropped: history must start with the user"),
-               Message(ev.Role.USER, "hi"), Message(ev.Role.USER, "again"), Message(ev.Role.ASSISTANT, "hello"))
+    history = (
+        Message(ev.Role.ASSISTANT, "dropped: history must start with the user"),
+        Message(ev.Role.USER, "hi"),
+        Message(ev.Role.USER, "again"),
+        Message(ev.Role.ASSISTANT, "hello"),
+    )
     s = session(history=history, tools=(WEATHER,), turn_sensitivity="HIGH")
     held = s.audio(b"\1\0" * 10)
     assert held == []  # audio before start is held, not lost
     out = s.start()
     assert names(out) == ["sessionStart", "promptStart"] + ["contentStart", "textInput", "contentEnd"] * 3 + [
-        "contentStart", "audioInput"]
+        "contentStart",
+        "audioInput",
+    ]
     assert out[0]["event"]["sessionStart"]["turnDetectionConfiguration"] == {"endpointingSensitivity": "HIGH"}
     prompt = out[1]["event"]["promptStart"]
     assert prompt["audioOutputConfiguration"]["voiceId"] == "matthew"
@@ -181,8 +365,10 @@ def test_nova1_gets_no_nova2_fields_and_refuses_text() -> None:
     check_input_sequence(out + s.audio(b"\0\0") + s.close(), nova1=True)
 
 
-@pytest.mark.parametrize("model", ["us.amazon.nova-2-sonic-v1:0", "eu.amazon.nova-sonic-v1:0",
-                                   "amazon.nova-2-5-sonic", "apac.amazon.nova-2-5-sonic"])
+@pytest.mark.parametrize(
+    "model",
+    ["us.amazon.nova-2-sonic-v1:0", "eu.amazon.nova-sonic-v1:0", "amazon.nova-2-5-sonic", "apac.amazon.nova-2-5-sonic"],
+)
 def test_cross_region_and_newer_model_ids_are_accepted(model: str) -> None:
     s = session(model)
     check_input_sequence(s.start() + s.close(), nova1="nova-sonic-v1" in model)
@@ -190,6 +376,7 @@ def test_cross_region_and_newer_model_ids_are_accepted(model: str) -> None:
 
 def test_unknown_later_model_is_treated_as_newest_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     from sonic_bridge.models import Family, model_info
+
     info = model_info("amazon.nova-3-sonic-v1:0")
     assert info.family is Family.NOVA_2_5 and not info.known
     assert "unknown Nova Sonic model id" in caplog.text
@@ -272,18 +459,22 @@ intent = st.one_of(
     st.tuples(st.just("start"), st.none()),
     st.tuples(st.just("close"), st.none()),
 )
-history_st = st.lists(st.tuples(st.sampled_from([ev.Role.USER, ev.Role.ASSISTANT]), st.text(max_size=30)),
-                      max_size=6)
+history_st = st.lists(st.tuples(st.sampled_from([ev.Role.USER, ev.Role.ASSISTANT]), st.text(max_size=30)), max_size=6)
 
 
 @settings(max_examples=300, deadline=None)
-@given(model=st.sampled_from([NOVA1, NOVA2, "amazon.nova-2-5-sonic"]), intents=st.lists(intent, max_size=40),
-       history=history_st)
+@given(
+    model=st.sampled_from([NOVA1, NOVA2, "amazon.nova-2-5-sonic"]),
+    intents=st.lists(intent, max_size=40),
+    history=history_st,
+)
 def test_every_sequence_the_session_produces_is_accepted_by_the_checker(
     model: str, intents: list[tuple[str, Any]], history: list[tuple[ev.Role, str]]
 ) -> None:
-    s = SonicSession(SessionSettings(model_id=model, tools=(WEATHER,),
-                                     history=tuple(Message(r, t) for r, t in history)), new_id=ids())
+    s = SonicSession(
+        SessionSettings(model_id=model, tools=(WEATHER,), history=tuple(Message(r, t) for r, t in history)),
+        new_id=ids(),
+    )
     sent: list[dict[str, Any]] = []
     for kind, arg in intents:
         try:
@@ -304,6 +495,9 @@ def test_every_sequence_the_session_produces_is_accepted_by_the_checker(
             pass
     check_input_sequence(sent, nova1=model == NOVA1)
     # Every tool result answers a tool use that was asked, and none twice.
-    answered = [e["event"]["contentStart"]["toolResultInputConfiguration"]["toolUseId"]
-                for e in sent if "contentStart" in e["event"] and e["event"]["contentStart"]["type"] == "TOOL"]
+    answered = [
+        e["event"]["contentStart"]["toolResultInputConfiguration"]["toolUseId"]
+        for e in sent
+        if "contentStart" in e["event"] and e["event"]["contentStart"]["type"] == "TOOL"
+    ]
     assert len(answered) == len(set(answered)) and "ghost" not in answered

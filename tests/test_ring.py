@@ -70,9 +70,22 @@ def test_attach_rejects_a_descriptor_that_is_not_a_ring() -> None:
 
 
 def _peer(role: str, ring: SharedRing, bell: Doorbell, count: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "tests.ring_peer", role, str(ring.fd), str(bell.fd), str(count),
-                             str(ring.max_message())], pass_fds=[ring.fd, bell.fd], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.ring_peer",
+            role,
+            str(ring.fd),
+            str(bell.fd),
+            str(count),
+            str(ring.max_message()),
+        ],
+        pass_fds=[ring.fd, bell.fd],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 @pytest.mark.slow

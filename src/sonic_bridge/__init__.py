@@ -23,9 +23,25 @@ from sonic_bridge.settings import Inference, SessionSettings, Tool
 __version__ = "0.1.0"
 
 __all__ = [
-    "AudioOut", "BridgeState", "Error", "Event", "Inference", "Interrupted", "Message", "Role",
-    "SampleFormat", "SessionSettings", "Stage", "StateChanged", "TokenCounts", "Tool", "ToolCall",
-    "Transcript", "TurnEnded", "Usage", "Warning",
+    "AudioOut",
+    "BridgeState",
+    "Error",
+    "Event",
+    "Inference",
+    "Interrupted",
+    "Message",
+    "Role",
+    "SampleFormat",
+    "SessionSettings",
+    "Stage",
+    "StateChanged",
+    "TokenCounts",
+    "Tool",
+    "ToolCall",
+    "Transcript",
+    "TurnEnded",
+    "Usage",
+    "Warning",
 ]
 
 from sonic_bridge.client import BridgeClosed, BridgeStats, SonicBridge

@@ -65,22 +65,44 @@ class BridgeStats:
 class _Worker:
     """One worker process and the shared resources it was started with."""
 
-    def __init__(self, config: BridgeConfig, inbound: SharedRing, in_bell: Doorbell, outbound: SharedRing,
-                 out_bell: Doorbell) -> None:
+    def __init__(
+        self, config: BridgeConfig, inbound: SharedRing, in_bell: Doorbell, outbound: SharedRing, out_bell: Doorbell
+    ) -> None:
         life_r, self.life_w = os.pipe()
         config_fd = os.memfd_create("sonic-bridge-config", os.MFD_CLOEXEC)
         os.write(config_fd, config.dumps().encode())
         self.stderr: IO[bytes] = tempfile.TemporaryFile(prefix="sonic-bridge-worker-")
         fds = [inbound.fd, in_bell.fd, outbound.fd, out_bell.fd, life_r, config_fd]
-        args = [config.python, "-m", "sonic_bridge.worker",
-                "--in-ring", str(inbound.fd), "--in-bell", str(in_bell.fd), "--out-ring", str(outbound.fd),
-                "--out-bell", str(out_bell.fd), "--life", str(life_r), "--config", str(config_fd)]
+        args = [
+            config.python,
+            "-m",
+            "sonic_bridge.worker",
+            "--in-ring",
+            str(inbound.fd),
+            "--in-bell",
+            str(in_bell.fd),
+            "--out-ring",
+            str(outbound.fd),
+            "--out-bell",
+            str(out_bell.fd),
+            "--life",
+            str(life_r),
+            "--config",
+            str(config_fd),
+        ]
         env = dict(os.environ)
         src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         try:
-            self.proc = subprocess.Popen(args, pass_fds=fds, stdin=subprocess.DEVNULL, stdout=self.stderr,
-                                         stderr=self.stderr, env=env, start_new_session=True)
+            self.proc = subprocess.Popen(
+                args,
+                pass_fds=fds,
+                stdin=subprocess.DEVNULL,
+                stdout=self.stderr,
+                stderr=self.stderr,
+                env=env,
+                start_new_session=True,
+            )
         except OSError:
             os.close(self.life_w)
             self.stderr.close()
@@ -170,8 +192,9 @@ class SonicBridge:
             self._worker = _Worker(config, self._inbound, self._in_bell, self._outbound, self._out_bell)
         except OSError as exc:
             self._worker = None
-            self._local.append(ev.Error(errors.WORKER_START_FAILED,
-                                        f"could not start the worker with {config.python}: {exc}", False))
+            self._local.append(
+                ev.Error(errors.WORKER_START_FAILED, f"could not start the worker with {config.python}: {exc}", False)
+            )
             self._shutdown()
             return
         self._stall_reported = False
@@ -287,8 +310,13 @@ class SonicBridge:
             self._check_worker()
         self._drain_into_local(max_messages)
         if self._unreported_drops:
-            self._local.append(ev.Warning(errors.HOST_RING_FULL, "the worker is not keeping up: frames were "
-                                          "dropped before reaching it", self._unreported_drops))
+            self._local.append(
+                ev.Warning(
+                    errors.HOST_RING_FULL,
+                    "the worker is not keeping up: frames were dropped before reaching it",
+                    self._unreported_drops,
+                )
+            )
             self._unreported_drops = 0
         out, self._local = self._local, []
         return out
@@ -375,8 +403,11 @@ class SonicBridge:
             self._shutdown()  # the worker ended the session itself (a terminal error was reported)
             return
         tail = worker.stderr_tail()
-        why = f"the worker (pid {worker.pid}) exited with code {code}" if code >= 0 else \
-            f"the worker (pid {worker.pid}) was killed by signal {-code}"
+        why = (
+            f"the worker (pid {worker.pid}) exited with code {code}"
+            if code >= 0
+            else f"the worker (pid {worker.pid}) was killed by signal {-code}"
+        )
         if tail:
             why += f"; its last output: {tail[-400:]}"
         worker.kill()
@@ -384,8 +415,13 @@ class SonicBridge:
         self._worker = None
         if self._restarts < self.config.max_restarts:
             self._restarts += 1
-            self._local.append(ev.Error(errors.WORKER_DIED, why + f"; restarting ({self._restarts} of "
-                                        f"{self.config.max_restarts})", recoverable=True))
+            self._local.append(
+                ev.Error(
+                    errors.WORKER_DIED,
+                    why + f"; restarting ({self._restarts} of {self.config.max_restarts})",
+                    recoverable=True,
+                )
+            )
             log.warning("%s; restarting", why)
             self._spawn()
         else:
@@ -409,8 +445,13 @@ class SonicBridge:
             return
         if not self._stall_reported:
             self._stall_reported = True
-            self._local.append(ev.Error(errors.WORKER_STALLED, f"the worker (pid {worker.pid}) has not "
-                                        f"answered for {age:.1f} s", recoverable=True))
+            self._local.append(
+                ev.Error(
+                    errors.WORKER_STALLED,
+                    f"the worker (pid {worker.pid}) has not answered for {age:.1f} s",
+                    recoverable=True,
+                )
+            )
 
     def _set_state(self, state: ev.BridgeState) -> None:
         self._state = state

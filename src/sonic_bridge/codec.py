@@ -54,14 +54,12 @@ _FORMATS = (ev.SampleFormat.INT16, ev.SampleFormat.FLOAT32)
 
 def encode(value: ev.Event | msg.Command | msg.LogLine | msg.AudioAccounted) -> bytes:
     if isinstance(value, msg.AudioIn):
-        return _AUDIO_IN.pack(
-            _TAG_AUDIO_IN, value.sample_rate, _FORMATS.index(value.sample_format), value.seq
-        ) + value.pcm
+        return (
+            _AUDIO_IN.pack(_TAG_AUDIO_IN, value.sample_rate, _FORMATS.index(value.sample_format), value.seq) + value.pcm
+        )
     if isinstance(value, ev.AudioOut):
         rid = value.response_id.encode()
-        head = _AUDIO_OUT.pack(
-            _TAG_AUDIO_OUT, value.sample_rate, _FORMATS.index(value.sample_format), len(rid)
-        )
+        head = _AUDIO_OUT.pack(_TAG_AUDIO_OUT, value.sample_rate, _FORMATS.index(value.sample_format), len(rid))
         return head + rid + value.pcm
     try:
         tag, kinds = _SCHEMAS[type(value)]
@@ -114,8 +112,16 @@ def decode(data: bytes | memoryview) -> ev.Event | msg.Command | msg.LogLine | m
 def _field_values(value: Any) -> list[Any]:
     if isinstance(value, ev.Usage):
         d, t = value.delta, value.total
-        return [d.input_speech, d.input_text, d.output_speech, d.output_text,
-                t.input_speech, t.input_text, t.output_speech, t.output_text]
+        return [
+            d.input_speech,
+            d.input_text,
+            d.output_speech,
+            d.output_text,
+            t.input_speech,
+            t.input_text,
+            t.output_speech,
+            t.output_text,
+        ]
     return [getattr(value, f.name) for f in fields(value)]
 
 

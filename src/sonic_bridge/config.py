@@ -25,10 +25,10 @@ MiB = 1 << 20
 class FakeOptions:
     """Knobs of the built-in fake Sonic (see sonic_bridge.fake)."""
 
-    time_scale: float = 1.0       # every service duration is multiplied by this (0.01: 8 min in 4.8 s)
+    time_scale: float = 1.0  # every service duration is multiplied by this (0.01: 8 min in 4.8 s)
     seed: int = 0
-    scenario: str | None = None   # path of a JSON/YAML scenario file
-    via_sdk: bool = False         # run the real SDK over the in-process transport (Python >= 3.12)
+    scenario: str | None = None  # path of a JSON/YAML scenario file
+    via_sdk: bool = False  # run the real SDK over the in-process transport (Python >= 3.12)
 
     def __post_init__(self) -> None:
         if not (isinstance(self.time_scale, int | float) and 0 < self.time_scale <= 100):
@@ -42,20 +42,20 @@ class BridgeConfig:
     session: SessionSettings = field(default_factory=SessionSettings)
     backend: str = "fake"
     region: str = "us-east-1"
-    endpoint: str | None = None          # overrides the regional endpoint (also AWS_ENDPOINT_URL_BEDROCK_RUNTIME)
-    ca_file: str | None = None           # extra CA to trust, e.g. the fake server's test CA
-    profile: str | None = None           # AWS shared-config profile
-    worker_python: str | None = None     # interpreter of the worker; default: the host's own
-    output_sample_rate: int = 24000      # reply audio as the host wants it
+    endpoint: str | None = None  # overrides the regional endpoint (also AWS_ENDPOINT_URL_BEDROCK_RUNTIME)
+    ca_file: str | None = None  # extra CA to trust, e.g. the fake server's test CA
+    profile: str | None = None  # AWS shared-config profile
+    worker_python: str | None = None  # interpreter of the worker; default: the host's own
+    output_sample_rate: int = 24000  # reply audio as the host wants it
     output_format: SampleFormat = SampleFormat.FLOAT32
-    inbound_capacity: int = 8 * MiB      # host -> worker ring
-    outbound_capacity: int = 16 * MiB    # worker -> host ring: >= 30 s of 24 kHz float32 reply audio
-    max_restarts: int = 2                # worker restarts before the bridge gives up (0: close on death)
-    stall_timeout: float = 1.0           # no worker heartbeat for this long: reported as stalled
-    kill_stalled_after: float = 10.0     # a stalled worker is killed (and restarted) after this long
-    connect_timeout: float = 20.0        # stream open + first response headers
-    renew_after: float = 360.0           # proactive renewal before the 8-minute connection limit
-    renew_force_after: float = 30.0      # renewal waits this long at most for a turn boundary
+    inbound_capacity: int = 8 * MiB  # host -> worker ring
+    outbound_capacity: int = 16 * MiB  # worker -> host ring: >= 30 s of 24 kHz float32 reply audio
+    max_restarts: int = 2  # worker restarts before the bridge gives up (0: close on death)
+    stall_timeout: float = 1.0  # no worker heartbeat for this long: reported as stalled
+    kill_stalled_after: float = 10.0  # a stalled worker is killed (and restarted) after this long
+    connect_timeout: float = 20.0  # stream open + first response headers
+    renew_after: float = 360.0  # proactive renewal before the 8-minute connection limit
+    renew_force_after: float = 30.0  # renewal waits this long at most for a turn boundary
     max_reconnects: int = 5
     fake: FakeOptions = field(default_factory=FakeOptions)
     log_level: str = "INFO"

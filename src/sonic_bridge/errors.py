@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 # Errors (events.Error.code)
-WORKER_DIED = "worker_died"              # the worker process exited unexpectedly
-WORKER_STALLED = "worker_stalled"        # the worker stopped answering (heartbeat too old)
+WORKER_DIED = "worker_died"  # the worker process exited unexpectedly
+WORKER_STALLED = "worker_stalled"  # the worker stopped answering (heartbeat too old)
 WORKER_START_FAILED = "worker_start_failed"
-RESTART_LIMIT = "restart_limit"          # the worker died more often than the restart policy allows
+RESTART_LIMIT = "restart_limit"  # the worker died more often than the restart policy allows
 NO_CREDENTIALS = "no_credentials"
 ACCESS_DENIED = "access_denied"
 INVALID_MODEL = "invalid_model"
 ENDPOINT_UNREACHABLE = "endpoint_unreachable"
 TLS_FAILURE = "tls_failure"
 BAD_CONFIGURATION = "bad_configuration"
-SERVICE_ERROR = "service_error"          # a recoverable service error (a reconnect follows)
-SERVICE_FATAL = "service_fatal"          # a service error that ends the session
+SERVICE_ERROR = "service_error"  # a recoverable service error (a reconnect follows)
+SERVICE_FATAL = "service_fatal"  # a service error that ends the session
 RECONNECT_LIMIT = "reconnect_limit"
-PROTOCOL = "protocol_error"              # an intent the session refused (e.g. unknown tool use id)
+PROTOCOL = "protocol_error"  # an intent the session refused (e.g. unknown tool use id)
 
 # Warnings (events.Warning.code)
-HOST_RING_FULL = "host_ring_full"        # host -> worker ring full: frames dropped
-WORKER_RING_FULL = "worker_ring_full"    # worker -> host ring full: events dropped
+HOST_RING_FULL = "host_ring_full"  # host -> worker ring full: frames dropped
+WORKER_RING_FULL = "worker_ring_full"  # worker -> host ring full: events dropped
 AUDIO_BACKLOG_DROPPED = "audio_backlog_dropped"
 UNKNOWN_SERVICE_EVENT = "unknown_service_event"
 BAD_SERVICE_EVENT = "bad_service_event"

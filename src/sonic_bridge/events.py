@@ -139,6 +139,4 @@ class Warning:
     count: int = 1
 
 
-Event: TypeAlias = (
-    AudioOut | Transcript | ToolCall | Interrupted | TurnEnded | Usage | StateChanged | Error | Warning
-)
+Event: TypeAlias = AudioOut | Transcript | ToolCall | Interrupted | TurnEnded | Usage | StateChanged | Error | Warning

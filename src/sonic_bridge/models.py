@@ -31,12 +31,27 @@ _KNOWN = {
 }
 
 VOICES_V1 = frozenset(
-    {"tiffany", "matthew", "amy", "ambre", "florian", "beatrice", "lorenzo", "greta", "lennart",
-     "lupe", "carlos"}
+    {"tiffany", "matthew", "amy", "ambre", "florian", "beatrice", "lorenzo", "greta", "lennart", "lupe", "carlos"}
 )
 VOICES_V2 = frozenset(
-    {"tiffany", "matthew", "amy", "olivia", "kiara", "arjun", "ambre", "florian", "beatrice",
-     "lorenzo", "tina", "lennart", "lupe", "carlos", "carolina", "leo"}
+    {
+        "tiffany",
+        "matthew",
+        "amy",
+        "olivia",
+        "kiara",
+        "arjun",
+        "ambre",
+        "florian",
+        "beatrice",
+        "lorenzo",
+        "tina",
+        "lennart",
+        "lupe",
+        "carlos",
+        "carolina",
+        "leo",
+    }
 )
 
 
@@ -85,9 +100,7 @@ def model_info(model_id: str, *, warn: bool = True) -> ModelInfo:
 
 def check_voice(info: ModelInfo, voice: str) -> None:
     if voice not in info.voices:
-        raise ValueError(
-            f"voice {voice!r} is not available on {info.model_id}; choose one of {sorted(info.voices)}"
-        )
+        raise ValueError(f"voice {voice!r} is not available on {info.model_id}; choose one of {sorted(info.voices)}")
 
 
 def check_service_rate(what: str, rate: int) -> None:

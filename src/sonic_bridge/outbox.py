@@ -18,9 +18,15 @@ class Outbox:
         self._unreported = 0
 
     def send(self, value: ev.Event | msg.LogLine | msg.AudioAccounted) -> bool:
-        if self._unreported and not self._write(codec.encode(ev.Warning(
-                errors.WORKER_RING_FULL, "the host did not poll in time: worker events were dropped",
-                self._unreported))):
+        if self._unreported and not self._write(
+            codec.encode(
+                ev.Warning(
+                    errors.WORKER_RING_FULL,
+                    "the host did not poll in time: worker events were dropped",
+                    self._unreported,
+                )
+            )
+        ):
             self._count_drop()
             return False
         self._unreported = 0

@@ -146,13 +146,26 @@ class SonicSession:
         out += self._text_block("SYSTEM", s.system_prompt, interactive=False)
         for message in hist.sanitize(s.history):
             out += self._text_block(message.role.value, message.text, interactive=False)
-        out.append(_event("contentStart", {
-            "promptName": self.prompt_name, "contentName": self.audio_content_name, "type": "AUDIO",
-            "interactive": True, "role": "USER",
-            "audioInputConfiguration": {
-                "mediaType": "audio/lpcm", "sampleRateHertz": s.input_rate, "sampleSizeBits": 16,
-                "channelCount": 1, "audioType": "SPEECH", "encoding": "base64"},
-        }))
+        out.append(
+            _event(
+                "contentStart",
+                {
+                    "promptName": self.prompt_name,
+                    "contentName": self.audio_content_name,
+                    "type": "AUDIO",
+                    "interactive": True,
+                    "role": "USER",
+                    "audioInputConfiguration": {
+                        "mediaType": "audio/lpcm",
+                        "sampleRateHertz": s.input_rate,
+                        "sampleSizeBits": 16,
+                        "channelCount": 1,
+                        "audioType": "SPEECH",
+                        "encoding": "base64",
+                    },
+                },
+            )
+        )
         self._phase = _Phase.OPEN
         for chunk in self._held_audio:
             out += self._audio_events(chunk)
@@ -204,11 +217,21 @@ class SonicSession:
         self.history.append(hist.Message(ev.Role.ASSISTANT, hist.tool_result_line(tool_use_id, text)))
         name = self._new_id()
         return [
-            _event("contentStart", {
-                "promptName": self.prompt_name, "contentName": name, "interactive": False, "type": "TOOL",
-                "role": "TOOL", "toolResultInputConfiguration": {
-                    "toolUseId": tool_use_id, "type": "TEXT",
-                    "textInputConfiguration": {"mediaType": "text/plain"}}}),
+            _event(
+                "contentStart",
+                {
+                    "promptName": self.prompt_name,
+                    "contentName": name,
+                    "interactive": False,
+                    "type": "TOOL",
+                    "role": "TOOL",
+                    "toolResultInputConfiguration": {
+                        "toolUseId": tool_use_id,
+                        "type": "TEXT",
+                        "textInputConfiguration": {"mediaType": "text/plain"},
+                    },
+                },
+            ),
             _event("toolResult", {"promptName": self.prompt_name, "contentName": name, "content": text}),
             _event("contentEnd", {"promptName": self.prompt_name, "contentName": name}),
         ]
@@ -323,8 +346,12 @@ class SonicSession:
 
         def counts(part: dict[str, Any]) -> ev.TokenCounts:
             i, o = part.get("input", {}), part.get("output", {})
-            return ev.TokenCounts(int(i.get("speechTokens", 0)), int(i.get("textTokens", 0)),
-                                  int(o.get("speechTokens", 0)), int(o.get("textTokens", 0)))
+            return ev.TokenCounts(
+                int(i.get("speechTokens", 0)),
+                int(i.get("textTokens", 0)),
+                int(o.get("speechTokens", 0)),
+                int(o.get("textTokens", 0)),
+            )
 
         return [ev.Usage(counts(details.get("delta", {})), counts(details.get("total", {})))]
 
@@ -358,13 +385,27 @@ class SonicSession:
             "promptName": self.prompt_name,
             "textOutputConfiguration": {"mediaType": "text/plain"},
             "audioOutputConfiguration": {
-                "mediaType": "audio/lpcm", "sampleRateHertz": s.output_rate, "sampleSizeBits": 16,
-                "channelCount": 1, "voiceId": s.voice, "encoding": "base64", "audioType": "SPEECH"},
+                "mediaType": "audio/lpcm",
+                "sampleRateHertz": s.output_rate,
+                "sampleSizeBits": 16,
+                "channelCount": 1,
+                "voiceId": s.voice,
+                "encoding": "base64",
+                "audioType": "SPEECH",
+            },
         }
         if s.tools:
             body["toolUseOutputConfiguration"] = {"mediaType": "application/json"}
-            tools = [{"toolSpec": {"name": t.name, "description": t.description,
-                                   "inputSchema": {"json": json.dumps(t.input_schema)}}} for t in s.tools]
+            tools = [
+                {
+                    "toolSpec": {
+                        "name": t.name,
+                        "description": t.description,
+                        "inputSchema": {"json": json.dumps(t.input_schema)},
+                    }
+                }
+                for t in s.tools
+            ]
             config: dict[str, Any] = {"tools": tools}
             if self.model.family >= 2:
                 if s.tool_choice in ("auto", "any"):
@@ -377,19 +418,31 @@ class SonicSession:
     def _text_block(self, role: str, text: str, *, interactive: bool) -> list[JsonEvent]:
         name = self._new_id()
         return [
-            _event("contentStart", {
-                "promptName": self.prompt_name, "contentName": name, "type": "TEXT",
-                "interactive": interactive, "role": role,
-                "textInputConfiguration": {"mediaType": "text/plain"}}),
+            _event(
+                "contentStart",
+                {
+                    "promptName": self.prompt_name,
+                    "contentName": name,
+                    "type": "TEXT",
+                    "interactive": interactive,
+                    "role": role,
+                    "textInputConfiguration": {"mediaType": "text/plain"},
+                },
+            ),
             _event("textInput", {"promptName": self.prompt_name, "contentName": name, "content": text}),
             _event("contentEnd", {"promptName": self.prompt_name, "contentName": name}),
         ]
 
     def _audio_events(self, data: bytes) -> list[JsonEvent]:
         return [
-            _event("audioInput", {
-                "promptName": self.prompt_name, "contentName": self.audio_content_name,
-                "content": base64.b64encode(data[i : i + MAX_AUDIO_EVENT_BYTES]).decode("ascii")})
+            _event(
+                "audioInput",
+                {
+                    "promptName": self.prompt_name,
+                    "contentName": self.audio_content_name,
+                    "content": base64.b64encode(data[i : i + MAX_AUDIO_EVENT_BYTES]).decode("ascii"),
+                },
+            )
             for i in range(0, len(data), MAX_AUDIO_EVENT_BYTES)
         ]
 

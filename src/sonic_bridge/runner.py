@@ -30,7 +30,7 @@ from sonic_bridge.protocol import JsonEvent, ProtocolError, SonicSession, dumps
 
 log = logging.getLogger("sonic_bridge.runner")
 
-REPLAY_SECONDS = 3.0          # user audio replayed into a renewed stream
+REPLAY_SECONDS = 3.0  # user audio replayed into a renewed stream
 PENDING_AUDIO_SECONDS = 60.0  # user audio kept while no stream is ready
 CLOSE_DRAIN_SECONDS = 2.0
 
@@ -56,8 +56,9 @@ class Link:
 
 
 class SessionRunner:
-    def __init__(self, config: BridgeConfig, backend: Backend, outbox: Outbox,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self, config: BridgeConfig, backend: Backend, outbox: Outbox, rng: random.Random | None = None
+    ) -> None:
         self.config = config
         self.backend = backend
         self.outbox = outbox
@@ -171,8 +172,9 @@ class SessionRunner:
             if outcome == "closed":
                 break
             if isinstance(outcome, BackendError) or outcome is None:
-                err = outcome or BackendError(errors.SERVICE_ERROR, "the service ended the stream",
-                                              recoverable=True, kind="EndOfStream")
+                err = outcome or BackendError(
+                    errors.SERVICE_ERROR, "the service ended the stream", recoverable=True, kind="EndOfStream"
+                )
                 self._retire(link, graceful=False)
                 attempt += 1
                 if not await self._after_failure(err, attempt):
@@ -186,8 +188,11 @@ class SessionRunner:
             self.outbox.send(ev.Error(exc.code, exc.message, recoverable=False))
             return False
         if attempt > self.config.max_reconnects:
-            self.outbox.send(ev.Error(errors.RECONNECT_LIMIT, f"gave up after {attempt - 1} reconnects: "
-                                      f"{exc.message}", recoverable=False))
+            self.outbox.send(
+                ev.Error(
+                    errors.RECONNECT_LIMIT, f"gave up after {attempt - 1} reconnects: {exc.message}", recoverable=False
+                )
+            )
             return False
         self.outbox.send(ev.Error(exc.code, exc.message, recoverable=True))
         self._state(ev.BridgeState.RECONNECTING, exc.kind or exc.code)
@@ -204,12 +209,16 @@ class SessionRunner:
         try:
             stream = await asyncio.wait_for(self.backend.open(settings), self.config.connect_timeout)
         except TimeoutError:
-            raise BackendError(errors.ENDPOINT_UNREACHABLE, f"opening the stream took more than "
-                               f"{self.config.connect_timeout} s", recoverable=True, kind="ConnectTimeout") from None
+            raise BackendError(
+                errors.ENDPOINT_UNREACHABLE,
+                f"opening the stream took more than {self.config.connect_timeout} s",
+                recoverable=True,
+                kind="ConnectTimeout",
+            ) from None
         link = Link(self._link_count, stream, session)
         link.tasks = [asyncio.create_task(self._writer(link)), asyncio.create_task(self._reader(link))]
         link.send(session.start())
-        for tool_use_id, name in (self.link.session.pending_tool_uses.items() if self.link else ()):
+        for tool_use_id, name in self.link.session.pending_tool_uses.items() if self.link else ():
             session.expect_tool_use(tool_use_id, name)
         return link
 
@@ -235,8 +244,9 @@ class SessionRunner:
             closing: asyncio.Future[object] = asyncio.ensure_future(self._closing.wait())
             waiters: set[asyncio.Future[object]] = {closing, link.failure}  # type: ignore[arg-type]
             try:
-                await asyncio.wait(waiters, timeout=max(0.0, renew_at - time.monotonic()),
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    waiters, timeout=max(0.0, renew_at - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+                )
             finally:
                 closing.cancel()
             if self._closing.is_set():
@@ -311,8 +321,9 @@ class SessionRunner:
                 link.fail(exc)
                 return
             except OSError as exc:
-                link.fail(BackendError(errors.SERVICE_ERROR, f"send failed: {exc}", recoverable=True,
-                                       kind="ConnectionReset"))
+                link.fail(
+                    BackendError(errors.SERVICE_ERROR, f"send failed: {exc}", recoverable=True, kind="ConnectionReset")
+                )
                 return
 
     async def _reader(self, link: Link) -> None:
@@ -323,8 +334,11 @@ class SessionRunner:
                 link.fail(exc)
                 return
             except OSError as exc:
-                link.fail(BackendError(errors.SERVICE_ERROR, f"receive failed: {exc}", recoverable=True,
-                                       kind="ConnectionReset"))
+                link.fail(
+                    BackendError(
+                        errors.SERVICE_ERROR, f"receive failed: {exc}", recoverable=True, kind="ConnectionReset"
+                    )
+                )
                 return
             if raw is None:
                 link.fail(None)
@@ -345,13 +359,15 @@ class SessionRunner:
         elif isinstance(event, ev.TurnEnded):
             tail = self._to_host.flush()
             if tail and event.stop_reason != "INTERRUPTED":
-                self.outbox.send(ev.AudioOut(tail, self.config.output_sample_rate, self.config.output_format,
-                                             event.response_id))
+                self.outbox.send(
+                    ev.AudioOut(tail, self.config.output_sample_rate, self.config.output_format, event.response_id)
+                )
         if isinstance(event, ev.Transcript) and event.stage is ev.Stage.FINAL:
             self.history.append(Message(event.role, event.text))
         elif isinstance(event, ev.ToolCall):
-            self.history.append(Message(ev.Role.ASSISTANT, f"[tool call {event.name} "
-                                        f"{json.dumps(event.arguments, sort_keys=True)}]"))
+            self.history.append(
+                Message(ev.Role.ASSISTANT, f"[tool call {event.name} {json.dumps(event.arguments, sort_keys=True)}]")
+            )
         self.outbox.send(event)
 
     # ------------------------------------------------------------------ reporting
@@ -360,4 +376,3 @@ class SessionRunner:
 
     def report_audio(self) -> None:
         self.outbox.send(msg.AudioAccounted(self.sent_frames, self.dropped_frames, self.drop_reason))
-

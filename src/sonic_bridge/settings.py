@@ -102,8 +102,11 @@ class SessionSettings:
             "tool_choice": self.tool_choice,
             "input_rate": self.input_rate,
             "output_rate": self.output_rate,
-            "inference": {"max_tokens": self.inference.max_tokens, "top_p": self.inference.top_p,
-                          "temperature": self.inference.temperature},
+            "inference": {
+                "max_tokens": self.inference.max_tokens,
+                "top_p": self.inference.top_p,
+                "temperature": self.inference.temperature,
+            },
             "turn_sensitivity": self.turn_sensitivity,
         }
 

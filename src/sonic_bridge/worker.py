@@ -121,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = _read_config(args.config)
     except (OSError, ValueError, TypeError) as exc:
-        outbox.send(ev.Error(errors.BAD_CONFIGURATION, f"worker could not read its configuration: {exc}",
-                             recoverable=False))
+        outbox.send(
+            ev.Error(errors.BAD_CONFIGURATION, f"worker could not read its configuration: {exc}", recoverable=False)
+        )
         os._exit(2)
     logging.getLogger("sonic_bridge").setLevel(config.log_level)
     _lower_priority()

@@ -46,24 +46,37 @@ class Backend(Protocol):
 
 
 _RECOVERABLE_KINDS = {
-    "ModelStreamErrorException", "ThrottlingException", "InternalServerException",
-    "ServiceUnavailableException", "ModelTimeoutException", "ModelNotReadyException",
-    "InvalidEventBytes", "ChecksumMismatch", "ConnectionReset",
+    "ModelStreamErrorException",
+    "ThrottlingException",
+    "InternalServerException",
+    "ServiceUnavailableException",
+    "ModelTimeoutException",
+    "ModelNotReadyException",
+    "InvalidEventBytes",
+    "ChecksumMismatch",
+    "ConnectionReset",
 }
 _RECOVERABLE_MESSAGES = (
-    "InternalErrorCode=531", "Timed out waiting for input events", "System instability detected",
+    "InternalErrorCode=531",
+    "Timed out waiting for input events",
+    "System instability detected",
 )
 
 
 def classify(kind: str, message: str) -> BackendError:
     """Map a service or transport failure to a stable code, and say whether a reconnect can help."""
     if kind == "AccessDeniedException":
-        return BackendError(errors.ACCESS_DENIED, f"access denied: {message} (grant bedrock:InvokeModel"
-                            "WithBidirectionalStream on the model, and enable model access in the console)",
-                            recoverable=False, kind=kind)
+        return BackendError(
+            errors.ACCESS_DENIED,
+            f"access denied: {message} (grant bedrock:InvokeModel"
+            "WithBidirectionalStream on the model, and enable model access in the console)",
+            recoverable=False,
+            kind=kind,
+        )
     if kind in ("ValidationException", "ResourceNotFoundException") and "model identifier" in message:
-        return BackendError(errors.INVALID_MODEL, f"invalid model: {message} (check model_id and region)",
-                            recoverable=False, kind=kind)
+        return BackendError(
+            errors.INVALID_MODEL, f"invalid model: {message} (check model_id and region)", recoverable=False, kind=kind
+        )
     if kind in _RECOVERABLE_KINDS or any(m in message for m in _RECOVERABLE_MESSAGES):
         return BackendError(errors.SERVICE_ERROR, f"{kind}: {message}", recoverable=True, kind=kind)
     return BackendError(errors.SERVICE_FATAL, f"{kind}: {message}", recoverable=False, kind=kind)

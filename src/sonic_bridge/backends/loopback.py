@@ -29,16 +29,27 @@ class LoopbackStream:
         if name == "audioInput":
             if not self._audio_open:
                 self._audio_open = True
-                self._out.put_nowait(_out("contentStart", {"contentId": "loop-audio", "type": "AUDIO",
-                                                           "role": "ASSISTANT"}))
+                self._out.put_nowait(
+                    _out("contentStart", {"contentId": "loop-audio", "type": "AUDIO", "role": "ASSISTANT"})
+                )
             self._out.put_nowait(_out("audioOutput", {"contentId": "loop-audio", "content": body["content"]}))
         elif name == "textInput" and body.get("contentName") in self._interactive:
             self._blocks += 1
             cid = f"loop-text-{self._blocks}"
-            self._out.put_nowait(_out("contentStart", {"contentId": cid, "type": "TEXT", "role": "ASSISTANT",
-                                                       "additionalModelFields": '{"generationStage":"FINAL"}'}))
-            self._out.put_nowait(_out("textOutput", {"contentId": cid, "role": "ASSISTANT",
-                                                     "content": body["content"]}))
+            self._out.put_nowait(
+                _out(
+                    "contentStart",
+                    {
+                        "contentId": cid,
+                        "type": "TEXT",
+                        "role": "ASSISTANT",
+                        "additionalModelFields": '{"generationStage":"FINAL"}',
+                    },
+                )
+            )
+            self._out.put_nowait(
+                _out("textOutput", {"contentId": cid, "role": "ASSISTANT", "content": body["content"]})
+            )
             self._out.put_nowait(_out("contentEnd", {"contentId": cid, "type": "TEXT", "stopReason": "PARTIAL_TURN"}))
         elif name == "sessionEnd":
             self._out.put_nowait(None)

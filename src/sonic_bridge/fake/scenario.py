@@ -1,0 +1,78 @@
+"""What a fake Sonic conversation does: timings, limits, per-turn tools and faults. Loads from JSON/YAML."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+FAULTS = ("model_stream_error", "truncated_frame", "disconnect", "slow", "throttle")
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPlan:
+    tool: str | None = None  # call this tool before answering
+    arguments: dict[str, Any] = field(default_factory=dict)
+    fault: str | None = None  # one of FAULTS, injected during this turn's response
+    reply_text: str | None = None  # default: a deterministic sentence naming the turn
+
+    def __post_init__(self) -> None:
+        if self.fault is not None and self.fault not in FAULTS:
+            raise ValueError(f"unknown fault {self.fault!r}; choose one of {FAULTS}")
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    seed: int = 0
+    time_scale: float = 1.0  # multiplies every duration below
+    thinking_ms: tuple[float, float] = (300.0, 700.0)
+    connection_limit_s: float = 480.0  # ModelTimeoutException
+    silence_limit_s: float = 175.0  # ValidationException InternalErrorCode=531
+    input_timeout_s: float = 60.0  # "Timed out waiting for input events"
+    max_streams: int = 20  # ThrottlingException past this many concurrent streams
+    speech_threshold: float = 0.02  # RMS (full scale 1.0) above which a 10 ms frame is voice
+    barge_in_ms: float = 120.0  # voice this long during a reply interrupts it
+    audio_chunk_ms: float = 80.0  # reply audio per audioOutput event
+    speed: float = 4.0  # reply audio is sent this many times faster than real time
+    turns: tuple[TurnPlan, ...] = ()  # plans for turns 1, 2, ...; later turns answer plainly
+
+    def __post_init__(self) -> None:
+        if self.time_scale <= 0:
+            raise ValueError(f"time_scale must be positive, got {self.time_scale}")
+        lo, hi = self.thinking_ms
+        if not 0 <= lo <= hi:
+            raise ValueError(f"thinking_ms must be [low, high] with 0 <= low <= high, got {self.thinking_ms}")
+        if self.speed <= 0 or self.audio_chunk_ms <= 0:
+            raise ValueError("speed and audio_chunk_ms must be positive")
+
+    def plan(self, turn: int) -> TurnPlan:
+        return self.turns[turn - 1] if 0 < turn <= len(self.turns) else TurnPlan()
+
+    def scaled(self, seconds: float) -> float:
+        return seconds * self.time_scale
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Scenario:
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown scenario keys {sorted(unknown)}; known: {sorted(known)}")
+        data = dict(raw)
+        if "thinking_ms" in data:
+            data["thinking_ms"] = tuple(data["thinking_ms"])
+        data["turns"] = tuple(TurnPlan(**t) for t in data.get("turns", ()))
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Scenario:
+        text = Path(path).read_text()
+        if str(path).endswith((".yaml", ".yml")):
+            import yaml
+
+            raw = yaml.safe_load(text)
+        else:
+            raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise ValueError(f"scenario file {path} must hold a mapping")
+        return cls.from_dict(raw)
