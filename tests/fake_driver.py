@@ -59,8 +59,11 @@ class Run:
             self.advance(chunk_seconds, chunk_seconds)
 
     def reply_audio(self, response_id: str | None = None) -> np.ndarray:
-        parts = [e.samples() for e in self.events if isinstance(e, ev.AudioOut)
-                 and (response_id is None or e.response_id == response_id)]
+        parts = [
+            e.samples()
+            for e in self.events
+            if isinstance(e, ev.AudioOut) and (response_id is None or e.response_id == response_id)
+        ]
         return np.concatenate(parts) if parts else np.zeros(0, np.int16)
 
     def names(self) -> list[str]:

@@ -34,8 +34,10 @@ def test_a_spoken_turn_gets_the_documented_response_with_the_voice_echoed() -> N
     user = [e for e in run.events if isinstance(e, ev.Transcript) and e.role is ev.Role.USER]
     assert user == [ev.Transcript(ev.Role.USER, ev.Stage.FINAL, "turn 1: 1.0 seconds of speech", 1)]
     texts = [(e.stage, e.text) for e in run.events if isinstance(e, ev.Transcript) and e.role is ev.Role.ASSISTANT]
-    assert texts == [(ev.Stage.SPECULATIVE, "You spoke for 1.0 seconds in turn 1."),
-                     (ev.Stage.FINAL, "You spoke for 1.0 seconds in turn 1.")]
+    assert texts == [
+        (ev.Stage.SPECULATIVE, "You spoke for 1.0 seconds in turn 1."),
+        (ev.Stage.FINAL, "You spoke for 1.0 seconds in turn 1."),
+    ]
     assert ev.TurnEnded("END_TURN", "r1") in run.events
     assert any(isinstance(e, ev.Usage) and e.total.output_speech > 0 for e in run.events)
     # The reply is the user's own utterance at 24 kHz: correlate it with the input.
@@ -80,8 +82,10 @@ def test_barge_in_cuts_the_reply_and_the_new_turn_is_heard() -> None:
 
 def test_tool_round_trip_waits_for_the_result_and_answers_with_it() -> None:
     weather = Tool("get_weather", "weather", {"type": "object"})
-    run = Run(SessionSettings(tools=(weather,)),
-              Scenario(seed=2, turns=(TurnPlan(tool="get_weather", arguments={"city": "Oslo"}),)))
+    run = Run(
+        SessionSettings(tools=(weather,)),
+        Scenario(seed=2, turns=(TurnPlan(tool="get_weather", arguments={"city": "Oslo"}),)),
+    )
     run.send(run.session.start())
     run.stream_audio(tone16(1.0) + silence16(1.8))
     run.advance(1.0)
@@ -90,8 +94,11 @@ def test_tool_round_trip_waits_for_the_result_and_answers_with_it() -> None:
     assert not any(isinstance(e, ev.AudioOut) for e in run.events)  # the model waits for the result
     run.send(run.session.tool_result(call.tool_use_id, {"temp": 3}))
     run.advance(1.5)
-    finals = [e.text for e in run.events if isinstance(e, ev.Transcript) and e.stage is ev.Stage.FINAL
-              and e.role is ev.Role.ASSISTANT]
+    finals = [
+        e.text
+        for e in run.events
+        if isinstance(e, ev.Transcript) and e.stage is ev.Stage.FINAL and e.role is ev.Role.ASSISTANT
+    ]
     assert finals == ['The tool said: {"temp": 3}']
 
 
@@ -104,11 +111,25 @@ def test_interactive_text_answers_on_nova2_but_not_on_nova1() -> None:
     quiet = Run(SessionSettings(model_id=NOVA1))
     prefix = quiet.session.start()
     name = quiet.session.prompt_name
-    quiet.send(prefix + [
-        {"event": {"contentStart": {"promptName": name, "contentName": "t", "type": "TEXT", "role": "USER",
-                                    "interactive": True, "textInputConfiguration": {"mediaType": "text/plain"}}}},
-        {"event": {"textInput": {"promptName": name, "contentName": "t", "content": "hello"}}},
-        {"event": {"contentEnd": {"promptName": name, "contentName": "t"}}}])
+    quiet.send(
+        prefix
+        + [
+            {
+                "event": {
+                    "contentStart": {
+                        "promptName": name,
+                        "contentName": "t",
+                        "type": "TEXT",
+                        "role": "USER",
+                        "interactive": True,
+                        "textInputConfiguration": {"mediaType": "text/plain"},
+                    }
+                }
+            },
+            {"event": {"textInput": {"promptName": name, "contentName": "t", "content": "hello"}}},
+            {"event": {"contentEnd": {"promptName": name, "contentName": "t"}}},
+        ]
+    )
     quiet.advance(2.0)
     assert not any(isinstance(e, ev.AudioOut | ev.Transcript) for e in quiet.events)
     assert not errors_of(quiet)
@@ -125,22 +146,52 @@ def _violation(mutate: object) -> FakeError:
     return err
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda evs, run: evs + run.session._text_block("USER", "late history", interactive=False),
-     "Chat history should be sent completely before streaming audio."),
-    (lambda evs, run: evs + run.session.text("hi")[:1] + run.session.audio(b"\1\0" * 100),
-     "Chat history should be sent completely before streaming audio."),
-    (lambda evs, run: evs[:5] + run.session._text_block("ASSISTANT", "hi", interactive=False) + evs[5:],
-     "first message in the chat history must be from the user"),
-    (lambda evs, run: [evs[0], _with(evs[1], "promptStart", ["audioOutputConfiguration", "voiceId"], "zed")] + evs[2:],
-     "Received invalid voiceId: zed"),
-    (lambda evs, run: [{"event": {"sessionStart": {"endpointingSensitivity": "HIGH"}}}] + evs[1:],
-     "endpointingSensitivity"),
-    (lambda evs, run: evs + [{"event": {"contentStart": {
-        "promptName": run.session.prompt_name, "contentName": "x", "type": "TOOL", "role": "TOOL",
-        "toolResultInputConfiguration": {"toolUseId": "nope"}}}}],
-     "Invalid input request, please fix your input and try again."),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (
+            lambda evs, run: evs + run.session._text_block("USER", "late history", interactive=False),
+            "Chat history should be sent completely before streaming audio.",
+        ),
+        (
+            lambda evs, run: evs + run.session.text("hi")[:1] + run.session.audio(b"\1\0" * 100),
+            "Chat history should be sent completely before streaming audio.",
+        ),
+        (
+            lambda evs, run: evs[:5] + run.session._text_block("ASSISTANT", "hi", interactive=False) + evs[5:],
+            "first message in the chat history must be from the user",
+        ),
+        (
+            lambda evs, run: (
+                [evs[0], _with(evs[1], "promptStart", ["audioOutputConfiguration", "voiceId"], "zed")] + evs[2:]
+            ),
+            "Received invalid voiceId: zed",
+        ),
+        (
+            lambda evs, run: [{"event": {"sessionStart": {"endpointingSensitivity": "HIGH"}}}] + evs[1:],
+            "endpointingSensitivity",
+        ),
+        (
+            lambda evs, run: (
+                evs
+                + [
+                    {
+                        "event": {
+                            "contentStart": {
+                                "promptName": run.session.prompt_name,
+                                "contentName": "x",
+                                "type": "TOOL",
+                                "role": "TOOL",
+                                "toolResultInputConfiguration": {"toolUseId": "nope"},
+                            }
+                        }
+                    }
+                ]
+            ),
+            "Invalid input request, please fix your input and try again.",
+        ),
+    ],
+)
 def test_ordering_violations_get_the_services_own_errors(mutate: object, message: str) -> None:
     err = _violation(mutate)
     assert err.kind == "ValidationException" and message in err.message
@@ -170,13 +221,24 @@ def test_ending_input_with_the_prompt_open_names_the_prompt() -> None:
     assert not errors_of(clean) and clean.raw[-1] == END and "completionEnd" in clean.names()
 
 
-@pytest.mark.parametrize(("scenario", "feed_voice", "kind", "message"), [
-    (Scenario(time_scale=0.01, silence_limit_s=1e9, input_timeout_s=1e9), True, "ModelTimeoutException",
-     "Model has timed out"),
-    (Scenario(time_scale=0.01, input_timeout_s=1e9), False, "ValidationException", "InternalErrorCode=531"),
-    (Scenario(time_scale=0.01, silence_limit_s=1e9), None, "ValidationException",
-     "Timed out waiting for input events"),
-])
+@pytest.mark.parametrize(
+    ("scenario", "feed_voice", "kind", "message"),
+    [
+        (
+            Scenario(time_scale=0.01, silence_limit_s=1e9, input_timeout_s=1e9),
+            True,
+            "ModelTimeoutException",
+            "Model has timed out",
+        ),
+        (Scenario(time_scale=0.01, input_timeout_s=1e9), False, "ValidationException", "InternalErrorCode=531"),
+        (
+            Scenario(time_scale=0.01, silence_limit_s=1e9),
+            None,
+            "ValidationException",
+            "Timed out waiting for input events",
+        ),
+    ],
+)
 def test_limits_fire_on_the_scaled_clock(scenario: Scenario, feed_voice: bool | None, kind: str, message: str) -> None:
     run = Run(scenario=scenario)
     run.send(run.session.start())
@@ -211,6 +273,7 @@ def test_history_blocks_are_accepted_in_order() -> None:
 
 def test_too_many_streams_are_throttled() -> None:
     from sonic_bridge.fake.direct import FakeService
+
     service = FakeService(Scenario(max_streams=2))
     service.new_stream(NOVA1, 0.0)
     service.new_stream(NOVA1, 0.0)
@@ -222,6 +285,7 @@ def test_too_many_streams_are_throttled() -> None:
 
 def test_scenario_files_load_and_refuse_unknown_keys(tmp_path: object) -> None:
     from pathlib import Path
+
     p = Path(str(tmp_path)) / "s.yaml"
     p.write_text("seed: 7\ntime_scale: 0.5\nturns:\n  - tool: get_weather\n    arguments: {city: Oslo}\n")
     sc = Scenario.load(p)

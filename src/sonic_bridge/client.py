@@ -158,6 +158,7 @@ class SonicBridge:
         self._started = False
         self._closed = False
         self._local: list[ev.Event] = []
+        self._stamps: list[int] = []  # worker send time (monotonic ns) of each event in _local
         self._restarts = 0
         self._seq = 0
         self._stats = BridgeStats(ev.BridgeState.CLOSED, None, 0)
@@ -306,6 +307,10 @@ class SonicBridge:
     # ------------------------------------------------------------------ worker -> host
     def poll(self, max_messages: int = MAX_MESSAGES_PER_POLL) -> list[ev.Event]:
         """Everything that happened since the last poll. Never waits."""
+        return [event for event, _ in self.poll_timed(max_messages)]
+
+    def poll_timed(self, max_messages: int = MAX_MESSAGES_PER_POLL) -> list[tuple[ev.Event, int]]:
+        """Like poll(), with the time (``time.monotonic_ns()``) each event left the worker or was made here."""
         if self._started and not self._closed:
             self._check_worker()
         self._drain_into_local(max_messages)
@@ -318,8 +323,16 @@ class SonicBridge:
                 )
             )
             self._unreported_drops = 0
-        out, self._local = self._local, []
+        self._sync_stamps()
+        out = list(zip(self._local, self._stamps, strict=True))
+        self._local, self._stamps = [], []
         return out
+
+    def _sync_stamps(self) -> None:
+        """Events made on the host side carry the time they were made."""
+        missing = len(self._local) - len(self._stamps)
+        if missing > 0:
+            self._stamps.extend([time.monotonic_ns()] * missing)
 
     def wait(self, timeout: float) -> bool:
         """Block up to ``timeout`` seconds until poll() has something; True if it has."""
@@ -339,7 +352,8 @@ class SonicBridge:
         ring = self._outbound
         if ring is None:
             return
-        batch: list[ev.Event] = []
+        self._sync_stamps()
+        batch: list[tuple[ev.Event, int]] = []
         for _ in range(limit):
             item = ring.read()
             if item is None:
@@ -359,18 +373,20 @@ class SonicBridge:
                 self._stats.worker_frames_dropped = value.dropped
                 self._stats.worker_drop_reason = value.reason
             elif isinstance(value, ev.Event):
-                batch.append(value)
-        self._local.extend(self._observe(batch))
+                batch.append((value, stamp))
+        for event, stamp in self._observe(batch):
+            self._local.append(event)
+            self._stamps.append(stamp)
 
-    def _observe(self, batch: list[ev.Event]) -> list[ev.Event]:
+    def _observe(self, batch: list[tuple[ev.Event, int]]) -> list[tuple[ev.Event, int]]:
         """Track state, tools and history; drop audio of interrupted responses (stale, never to be played)."""
-        stale = {e.response_id for e in batch if isinstance(e, ev.Interrupted)}
+        stale = {e.response_id for e, _ in batch if isinstance(e, ev.Interrupted)}
         for rid in stale:
             self._interrupted[rid] = None
             while len(self._interrupted) > 64:
                 self._interrupted.popitem(last=False)
-        out: list[ev.Event] = []
-        for event in batch:
+        out: list[tuple[ev.Event, int]] = []
+        for event, stamp in batch:
             if isinstance(event, ev.AudioOut):
                 if event.response_id in self._interrupted:
                     self._stats.audio_dropped_interrupted += 1
@@ -387,7 +403,7 @@ class SonicBridge:
             elif isinstance(event, ev.Transcript) and event.stage is ev.Stage.FINAL:
                 self._history.append(Message(event.role, event.text))
             self._stats.messages_out += 1
-            out.append(event)
+            out.append((event, stamp))
         return out
 
     def _check_worker(self) -> None:

@@ -1,0 +1,94 @@
+"""The ``sonic-bridge`` command: demo (the main job), doctor. Errors are one line on stderr, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from sonic_bridge.config import BridgeConfig, FakeOptions
+from sonic_bridge.settings import SessionSettings
+
+
+def _bridge_config(args: argparse.Namespace) -> BridgeConfig:
+    session = SessionSettings(model_id=args.model, voice=args.voice, turn_sensitivity=args.turn_sensitivity)
+    return BridgeConfig(
+        session=session,
+        backend=args.backend,
+        region=args.region,
+        endpoint=args.endpoint,
+        ca_file=args.ca_file,
+        profile=args.profile,
+        worker_python=args.worker_python,
+        fake=FakeOptions(seed=args.seed, scenario=args.scenario),
+    )
+
+
+def _add_session_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend", choices=["fake", "aws"], default="fake", help="fake Sonic (default) or the real service"
+    )
+    p.add_argument("--model", default="amazon.nova-2-sonic-v1:0", help="Nova Sonic model id")
+    p.add_argument("--voice", default="matthew")
+    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--endpoint", help="https:// endpoint override (e.g. the fake server)")
+    p.add_argument("--ca-file", help="CA bundle to trust for --endpoint")
+    p.add_argument("--profile", help="AWS shared-config profile")
+    p.add_argument("--worker-python", help="interpreter for the worker (default: this one)")
+    p.add_argument("--turn-sensitivity", choices=["HIGH", "MEDIUM", "LOW"], default="MEDIUM")
+    p.add_argument("--seed", type=int, default=1, help="fake Sonic seed")
+    p.add_argument("--scenario", help="fake Sonic scenario file (JSON or YAML)")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sonic_bridge.demo import default_script, format_table, load_input, run_demo, stderr_progress
+
+    config = _bridge_config(args)
+    rate = 16000
+    utterance = None
+    if args.input:
+        utterance, rate = load_input(Path(args.input))
+    script = default_script(rate, utterance)
+    out = Path(args.output_dir)
+    stderr_progress(
+        f"demo: {config.backend} backend, model {config.session.model_id}, host at {rate} Hz, "
+        f"20 ms cycles; writing to {out}/"
+    )
+    result = run_demo(config, script, rate, out, progress=stderr_progress)
+    print(format_table(result))
+    print(
+        f"\nreply audio: {out / 'reply.wav'}   transcript: {out / 'transcript.txt'}   figures: {out / 'summary.json'}"
+    )
+    if not result.turns or any(t.first_audio is None and not t.interrupted for t in result.turns):
+        sys.stderr.write("sonic-bridge: error: not every turn was answered\n")
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sonic-bridge", description="Never-blocking Nova Sonic bridge")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO (worker logs included)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="a simulated avatar host talks through the bridge (fake Sonic by default)")
+    _add_session_options(demo)
+    demo.add_argument("--input", help="WAV file to speak (any rate or width); default: a synthesized voice")
+    demo.add_argument("--output-dir", default="demo-output", help="where reply.wav, transcript.txt go")
+    demo.set_defaults(func=cmd_demo)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        code: int = args.func(args)
+        return code
+    except (ValueError, RuntimeError, OSError) as exc:
+        sys.stderr.write(f"sonic-bridge: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("sonic-bridge: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
