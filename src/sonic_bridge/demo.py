@@ -201,10 +201,9 @@ def run_demo(
                         raise RuntimeError(f"{event.code}: {event.message}")
             cycle += 1
             answered = {t for t, s in stats.items() if s.first_audio is not None or s.interrupted}
-            if cycle >= len(frames) and (turns_expected <= answered or cycle > quiet_after):
-                # Let the last reply finish before closing.
-                if current is None or current.first_audio is None or cycle > len(frames) + 150:
-                    break
+            finished = cycle >= len(frames) and (turns_expected <= answered or cycle > quiet_after)
+            if finished and (current is None or current.first_audio is None or cycle > len(frames) + 150):
+                break  # (the last reply has had 3 s to finish)
     finally:
         bridge.close()
     for e in bridge.poll():
