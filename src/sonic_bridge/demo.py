@@ -249,7 +249,8 @@ def _summary(result: DemoResult) -> dict[str, Any]:
 
 def format_table(result: DemoResult) -> str:
     rows = [
-        "| turn | end of speech -> first reply audio | bridge's share (worker -> host, incl. wait for the next 20 ms cycle) | reply | interrupted |",
+        "| turn | end of speech -> first reply audio | bridge's share (worker -> host, incl. wait for the"
+        " next 20 ms cycle) | reply | interrupted |",
         "|---:|---:|---:|---:|:---:|",
     ]
     for t in result.turns:
