@@ -13,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import datetime
 import json
 import logging
 import random
@@ -33,6 +34,7 @@ log = logging.getLogger("sonic_bridge.runner")
 REPLAY_SECONDS = 3.0  # user audio replayed into a renewed stream
 PENDING_AUDIO_SECONDS = 60.0  # user audio kept while no stream is ready
 CLOSE_DRAIN_SECONDS = 2.0
+CREDENTIAL_MARGIN = 180.0     # recycle this long before temporary credentials expire
 
 
 class Link:
@@ -218,6 +220,18 @@ class SessionRunner:
         link = Link(self._link_count, stream, session)
         link.tasks = [asyncio.create_task(self._writer(link)), asyncio.create_task(self._reader(link))]
         link.send(session.start())
+        wait_ready = getattr(stream, "wait_ready", None)
+        if wait_ready is not None:  # the SDK: the response headers prove the stream is accepted
+            try:
+                await asyncio.wait_for(wait_ready(), self.config.connect_timeout)
+            except (TimeoutError, BackendError) as exc:
+                self._retire(link, graceful=False)
+                if isinstance(exc, BackendError):
+                    raise
+                raise BackendError(
+                    errors.ENDPOINT_UNREACHABLE, f"no answer from the service within {self.config.connect_timeout} s",
+                    recoverable=True, kind="ConnectTimeout",
+                ) from None
         for tool_use_id, name in self.link.session.pending_tool_uses.items() if self.link else ():
             session.expect_tool_use(tool_use_id, name)
         return link
@@ -241,6 +255,10 @@ class SessionRunner:
         """Run a link until it fails, the host closes, or it is renewed (then serve the new one)."""
         while True:
             renew_at = link.opened_at + self.config.renew_after
+            expires = getattr(self.backend, "credentials_expire_at", lambda: None)()
+            if expires is not None:  # a rotated key under an open signature chain breaks the stream
+                left = (expires - datetime.datetime.now(datetime.UTC)).total_seconds() - CREDENTIAL_MARGIN
+                renew_at = min(renew_at, time.monotonic() + max(left, 0.0))
             closing: asyncio.Future[object] = asyncio.ensure_future(self._closing.wait())
             waiters: set[asyncio.Future[object]] = {closing, link.failure}  # type: ignore[arg-type]
             try:
