@@ -54,8 +54,8 @@ def test_a_full_ring_refuses_without_waiting_and_recovers(ring: SharedRing) -> N
 
 
 def test_oversized_messages_are_refused_with_a_clear_error(ring: SharedRing) -> None:
-    with pytest.raises(ValueError, match="can never fit"):
-        ring.try_write(b"\0" * (64 * 1024))
+    with pytest.raises(ValueError, match="over the limit"):
+        ring.try_write(b"\0" * (ring.max_message() + 1))
     assert ring.try_write(b"\0" * ring.max_message())
 
 
@@ -153,7 +153,7 @@ def test_killing_the_consumer_never_blocks_the_producer() -> None:
                 seq += 1
             worst = max(worst, time.perf_counter() - t)
         assert worst < 0.05  # returns "full" at once once the dead consumer stops freeing space
-        assert not ring.try_write(b"\0" * 40_000)
+        assert not ring.try_write(b"\0" * 30_000)  # the dead consumer frees nothing: full stays full
     finally:
         for stream in (proc.stdout, proc.stderr):
             if stream:
@@ -165,7 +165,7 @@ def test_killing_the_consumer_never_blocks_the_producer() -> None:
 def test_a_large_message_fits_an_empty_ring_wherever_the_last_one_ended(ring: SharedRing) -> None:
     consumer = SharedRing.attach(os.dup(ring.fd))
     try:
-        for size in (40_000, 40_000, 60_000, 30_000, 60_000):  # each needs a wrap the previous left
+        for size in (20_000, 30_000, 32_000, 10_000, 32_000, 32_000):  # each needs a wrap the previous left
             assert ring.try_write(b"a" * size)
             got = consumer.read()
             assert got is not None and len(got[0]) == size

@@ -130,15 +130,18 @@ class SharedRing:
 
     # ----------------------------------------------------------------- producer side
     def max_message(self) -> int:
-        return self.capacity - _HEADER.size
+        """The largest payload accepted. Records are contiguous, so only a record of at most half the
+        capacity is sure to fit an empty ring wherever the last record ended."""
+        return self.capacity // 2 - _HEADER.size
 
     def try_write(self, payload: bytes | bytearray | memoryview, stamp_ns: int | None = None) -> bool:
         """Append one message; False when it does not fit now (the caller counts the drop)."""
         n = len(payload)
         size = (_HEADER.size + n + 7) & ~7
         cap = self.capacity
-        if size > cap:
-            raise ValueError(f"message of {n} bytes can never fit a ring of {cap} bytes")
+        if n > self.max_message():
+            limit = self.max_message()
+            raise ValueError(f"message of {n} bytes is over the limit of a {cap}-byte ring ({limit} bytes)")
         w = self._w
         free = cap - (w - self._words[_READ])
         pos = w % cap
