@@ -230,3 +230,55 @@ def test_worker_logs_reach_the_host_logging(caplog: pytest.LogCaptureFixture) ->
         bridge2._in_bell.ring()
         run_until(bridge2, lambda es: any(r.name.startswith("sonic_bridge.worker") for r in caplog.records))
     assert any("unreadable host command" in r.getMessage() for r in caplog.records)
+
+
+def test_a_full_inbound_ring_drops_counts_and_warns_once() -> None:
+    bridge = loopback(inbound_capacity=64 * 1024, stall_timeout=30.0)
+    with bridge:
+        run_until(bridge, has_state(ev.BridgeState.READY))
+        assert bridge.worker_pid is not None
+        os.kill(bridge.worker_pid, signal.SIGSTOP)  # the worker stops reading
+        try:
+            frame = np.zeros(3200, np.int16)
+            results = [bridge.push_audio(frame, 16000) for _ in range(30)]
+            accepted, dropped = results.count(True), results.count(False)
+            assert accepted > 0 and dropped > 0 and results[accepted:] == [False] * dropped
+            warnings = [e for e in bridge.poll() if isinstance(e, ev.Warning)]
+            assert [(w.code, w.count) for w in warnings] == [("host_ring_full", dropped)]
+            assert not [e for e in bridge.poll() if isinstance(e, ev.Warning)]  # reported once
+            assert bridge.stats().frames_dropped_in == dropped and bridge.stats().frames_in == accepted
+        finally:
+            os.kill(bridge.worker_pid, signal.SIGCONT)
+
+
+def test_poll_drops_queued_audio_of_an_interrupted_response(tmp_path: object) -> None:
+    import json
+    from pathlib import Path
+
+    from sonic_bridge import FakeOptions
+    from tests.fake_driver import silence16, tone16
+
+    scenario = Path(str(tmp_path)) / "scenario.json"
+    scenario.write_text(json.dumps({"seed": 2, "time_scale": 0.5, "thinking_ms": [100, 100], "speed": 1.0}))
+    config = BridgeConfig(session=SessionSettings(turn_sensitivity="HIGH"),
+                          fake=FakeOptions(scenario=str(scenario)))
+    with SonicBridge(config) as bridge:
+        run_until(bridge, has_state(ev.BridgeState.READY))
+        # The fake detects turns in audio time, so the host may push faster than real time here.
+        bridge.push_audio(tone16(4.0) + silence16(0.8), 16000)
+        time.sleep(0.6)  # the reply (4 s of audio, 2x real time here) is streaming into the ring, unpolled
+        bridge.push_audio(tone16(0.3, freq=600), 16000)  # the user cuts in
+        events = run_until(bridge, lambda es: any(isinstance(e, ev.Interrupted) for e in es))
+        (interrupted,) = [e for e in events if isinstance(e, ev.Interrupted)]
+        heard = sum(e.duration for e in events if isinstance(e, ev.AudioOut) and e.response_id == interrupted.response_id)
+        assert heard == 0.0  # everything queued for the cut response was dropped, none handed to the host
+        assert bridge.stats().audio_dropped_interrupted > 0
+
+
+def test_no_shared_memory_is_left_in_dev_shm() -> None:
+    before = set(os.listdir("/dev/shm"))
+    with loopback() as bridge:
+        run_until(bridge, has_state(ev.BridgeState.READY))
+        os.kill(bridge.worker_pid or 0, signal.SIGKILL)
+        run_until(bridge, lambda es: any(isinstance(e, ev.Error) for e in es))
+    assert set(os.listdir("/dev/shm")) == before  # the rings are memfds: nothing named to leak
