@@ -43,7 +43,8 @@ class Link:
         self.stream = stream
         self.session = session
         self.opened_at = time.monotonic()
-        self.queue: asyncio.Queue[list[JsonEvent] | None] = asyncio.Queue()
+        # (events, the user audio they carry or None); None alone stops the writer
+        self.queue: asyncio.Queue[tuple[list[JsonEvent], bytes | None] | None] = asyncio.Queue()
         self.failure: asyncio.Future[BackendError | None] = asyncio.get_running_loop().create_future()
         self.retired = False
         self.tasks: list[asyncio.Task[None]] = []
@@ -52,9 +53,10 @@ class Link:
         if not self.failure.done():
             self.failure.set_result(error)
 
-    def send(self, batch: list[JsonEvent]) -> None:
+    def send(self, batch: list[JsonEvent], audio: bytes | None = None) -> None:
+        """Queue events for the writer; ``audio`` marks a host frame, counted once the stream took it."""
         if batch:
-            self.queue.put_nowait(batch)
+            self.queue.put_nowait((batch, audio))
 
 
 class SessionRunner:
@@ -88,6 +90,7 @@ class SessionRunner:
         self._orphan_results: list[tuple[str, str]] = []
         self.renewals = 0
         self.reconnects = 0
+        self._unanswered: str | None = None  # the user's last words, until the model answers them
 
     # ------------------------------------------------------------------ commands from the host
     def handle(self, command: msg.Command) -> None:
@@ -116,8 +119,7 @@ class SessionRunner:
             while self._pending_bytes > self._pending_limit:
                 self._drop_oldest_pending_audio()
             return
-        link.send(link.session.audio(pcm))
-        self.sent_frames += 1
+        link.send(link.session.audio(pcm), audio=pcm)
 
     def _drop_oldest_pending_audio(self) -> None:
         for i, (kind, payload) in enumerate(self._pending):
@@ -206,7 +208,12 @@ class SessionRunner:
 
     async def _open_link(self) -> Link:
         self._link_count += 1
-        settings = dataclasses.replace(self.config.session, history=tuple(self.history))
+        history = list(self.history)
+        # A turn the old stream never answered (a fault, or a forced renewal) is asked again.
+        reask = self._unanswered if self._link_count > 1 else None
+        if reask and history and history[-1] == Message(ev.Role.USER, reask):
+            history.pop()  # it is asked again below instead
+        settings = dataclasses.replace(self.config.session, history=tuple(history))
         session = SonicSession(settings, response_prefix=f"{self._link_count}.", first_turn=self._turn)
         try:
             stream = await asyncio.wait_for(self.backend.open(settings), self.config.connect_timeout)
@@ -220,6 +227,9 @@ class SessionRunner:
         link = Link(self._link_count, stream, session)
         link.tasks = [asyncio.create_task(self._writer(link)), asyncio.create_task(self._reader(link))]
         link.send(session.start())
+        if reask and session.model.supports_text_input:
+            # The stream died before the model answered: ask again, as the user would.
+            link.send(session.text(reask))
         wait_ready = getattr(stream, "wait_ready", None)
         if wait_ready is not None:  # the SDK: the response headers prove the stream is accepted
             try:
@@ -244,8 +254,7 @@ class SessionRunner:
         while self._pending:
             _, payload = self._pending.popleft()
             if isinstance(payload, bytes):
-                link.send(link.session.audio(payload))
-                self.sent_frames += 1
+                link.send(link.session.audio(payload), audio=payload)
             else:
                 self._text(payload)
         self._pending_bytes = 0
@@ -280,17 +289,19 @@ class SessionRunner:
         """Proactive renewal: wait for a turn boundary (bounded), prime a new stream, switch."""
         self._state(ev.BridgeState.RENEWING)
         deadline = time.monotonic() + self.config.renew_force_after
-        while (old.session.assistant_speaking or old.session.pending_tool_uses) and time.monotonic() < deadline:
+        while (old.session.assistant_speaking or old.session.pending_tool_uses or self._unanswered) and (
+            time.monotonic() < deadline
+        ):
             if old.failure.done() or self._closing.is_set():
                 return None
             await asyncio.sleep(0.05)
+        self._turn = max(self._turn, old.session.turn_id)  # turn ids go on where the old stream left them
         try:
             new = await self._open_link()
         except BackendError as exc:
             log.warning("renewal failed, keeping the current stream: %s", exc.message)
             old.opened_at = time.monotonic() - self.config.renew_after + 5.0
             return None
-        self._turn = old.session.turn_id
         self.renewals += 1
         self._switch_to(new, renewing=True)
         self._retire(old, graceful=True)
@@ -319,6 +330,10 @@ class SessionRunner:
 
     async def _close_current(self) -> None:
         self._state(ev.BridgeState.CLOSING)
+        for kind, _ in self._pending:
+            if kind == "audio":
+                self._drop("the bridge closed before a stream could take it")
+        self._pending.clear()
         link = self.link
         if link is not None:
             self.link = None
@@ -329,36 +344,45 @@ class SessionRunner:
     # ------------------------------------------------------------------ per-link tasks
     async def _writer(self, link: Link) -> None:
         while True:
-            batch = await link.queue.get()
-            if batch is None:
+            item = await link.queue.get()
+            if item is None:
                 return
+            batch, audio = item
             try:
                 for event in batch:
                     await link.stream.send(dumps(event))
-            except BackendError as exc:
-                link.fail(exc)
+            except (BackendError, OSError) as exc:
+                if audio is not None:
+                    self._drop("the stream failed while sending it")
+                self._salvage(link)
+                link.fail(_as_backend_error(exc, "send"))
                 return
-            except OSError as exc:
-                link.fail(
-                    BackendError(errors.SERVICE_ERROR, f"send failed: {exc}", recoverable=True, kind="ConnectionReset")
-                )
-                return
+            if audio is not None:
+                self.sent_frames += 1
+
+    def _salvage(self, link: Link) -> None:
+        """User audio still queued for a failed stream goes to the next one, ahead of newer audio."""
+        if link.retired:
+            return
+        left: list[bytes] = []
+        while not link.queue.empty():
+            item = link.queue.get_nowait()
+            if item is not None and item[1] is not None:
+                left.append(item[1])
+        for pcm in reversed(left):
+            self._pending.appendleft(("audio", pcm))
+            self._pending_bytes += len(pcm)
 
     async def _reader(self, link: Link) -> None:
         while True:
             try:
                 raw = await link.stream.receive()
-            except BackendError as exc:
-                link.fail(exc)
-                return
-            except OSError as exc:
-                link.fail(
-                    BackendError(
-                        errors.SERVICE_ERROR, f"receive failed: {exc}", recoverable=True, kind="ConnectionReset"
-                    )
-                )
+            except (BackendError, OSError) as exc:
+                self._salvage(link)
+                link.fail(_as_backend_error(exc, "receive"))
                 return
             if raw is None:
+                self._salvage(link)
                 link.fail(None)
                 return
             if link.retired:
@@ -382,6 +406,12 @@ class SessionRunner:
                 )
         if isinstance(event, ev.Transcript) and event.stage is ev.Stage.FINAL:
             self.history.append(Message(event.role, event.text))
+            if event.role is ev.Role.USER:
+                self._unanswered = event.text
+                self._replay.clear()  # the model heard this turn: a renewal must not replay it
+                self._replay_bytes = 0
+        elif isinstance(event, ev.TurnEnded) and event.stop_reason == "END_TURN":
+            self._unanswered = None
         elif isinstance(event, ev.ToolCall):
             self.history.append(
                 Message(ev.Role.ASSISTANT, f"[tool call {event.name} {json.dumps(event.arguments, sort_keys=True)}]")
@@ -394,3 +424,9 @@ class SessionRunner:
 
     def report_audio(self) -> None:
         self.outbox.send(msg.AudioAccounted(self.sent_frames, self.dropped_frames, self.drop_reason))
+
+
+def _as_backend_error(exc: BaseException, what: str) -> BackendError:
+    if isinstance(exc, BackendError):
+        return exc
+    return BackendError(errors.SERVICE_ERROR, f"{what} failed: {exc}", recoverable=True, kind="ConnectionReset")

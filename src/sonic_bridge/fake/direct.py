@@ -6,6 +6,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import itertools
 import json
 import random
 
@@ -30,13 +31,15 @@ class FakeService:
         self.rng = random.Random(scenario.seed)
         self.open_streams = 0
         self.streams_opened = 0
+        self._turns = itertools.count(1)
 
     def new_stream(self, model_id: str, now: float) -> FakeSonic:
         if self.open_streams >= self.scenario.max_streams:
             raise FakeError("ThrottlingException", "Too many concurrent requests, please wait before trying again.")
         self.open_streams += 1
         self.streams_opened += 1
-        return FakeSonic(model_id, self.scenario, now=now, rng=random.Random(self.rng.getrandbits(64)))
+        return FakeSonic(model_id, self.scenario, now=now, rng=random.Random(self.rng.getrandbits(64)),
+                         next_turn=lambda: next(self._turns))
 
     def release(self) -> None:
         self.open_streams = max(0, self.open_streams - 1)

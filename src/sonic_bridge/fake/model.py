@@ -16,6 +16,7 @@ import collections
 import json
 import random
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -53,7 +54,8 @@ Output = dict[str, Any] | FakeError | str
 
 
 class FakeSonic:
-    def __init__(self, model_id: str, scenario: Scenario, *, now: float, rng: random.Random | None = None) -> None:
+    def __init__(self, model_id: str, scenario: Scenario, *, now: float, rng: random.Random | None = None,
+                 next_turn: Callable[[], int] | None = None) -> None:
         self.model = model_info(model_id, warn=False)
         self.sc = scenario
         self.rng = rng or random.Random(scenario.seed)
@@ -86,6 +88,8 @@ class FakeSonic:
         self._silence = 0.0
         self._voice_run = 0.0
         self.turn = 0
+        # Turn numbers (and so the scenario's per-turn plans) may run across the streams of one endpoint.
+        self._next_turn = next_turn or (lambda: self.turn + 1)
         self.speaking = False  # reply audio is being sent
         self._audio_id = ""
         self.awaiting_tool: str | None = None
@@ -298,7 +302,7 @@ class FakeSonic:
         self._utterance = []
         if trailing:
             audio = audio[: max(0, len(audio) - trailing)]
-        self.turn += 1
+        self.turn = self._next_turn()
         seconds = len(audio) / self.input_rate
         self._emit_block(
             now, "TEXT", "USER", "FINAL", f"turn {self.turn}: {seconds:.1f} seconds of speech", "PARTIAL_TURN"
@@ -306,7 +310,7 @@ class FakeSonic:
         self._respond(now, audio, self.sc.plan(self.turn))
 
     def _start_text_turn(self, text: str, now: float) -> None:
-        self.turn += 1
+        self.turn = self._next_turn()
         self._emit_block(now, "TEXT", "USER", "FINAL", text, "PARTIAL_TURN")
         t = np.arange(int(0.6 * self.input_rate)) / self.input_rate
         self._respond(now, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), self.sc.plan(self.turn))
