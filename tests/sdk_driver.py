@@ -12,13 +12,13 @@ from sonic_bridge.fake.scenario import Scenario
 from sonic_bridge.fake.sdk_transport import FakeSdkTransport
 
 
-async def sdk_client(transport: Any) -> Any:
+async def sdk_client(transport: Any, endpoint: str = "https://fake.invalid") -> Any:
     from aws_sdk_bedrock_runtime.client import AsyncBedrockRuntimeClient
     from aws_sdk_bedrock_runtime.config import AsyncBedrockRuntimeConfig
     from smithy_aws_core.identity import AWSCredentialsIdentity, StaticCredentialsResolver
 
     creds = StaticCredentialsResolver(AWSCredentialsIdentity(access_key_id="AKIDFAKE", secret_access_key="secret"))
-    config = await AsyncBedrockRuntimeConfig.resolve(region="us-east-1", endpoint_uri="https://fake.invalid",
+    config = await AsyncBedrockRuntimeConfig.resolve(region="us-east-1", endpoint_uri=endpoint,
                                                      transport=transport, aws_credentials_identity_resolver=creds)
     return AsyncBedrockRuntimeClient(config=config)
 
@@ -26,9 +26,17 @@ async def sdk_client(transport: Any) -> Any:
 class SdkConversation:
     """One stream: send JSON events, collect every output event or the exception that ended it."""
 
-    def __init__(self, scenario: Scenario, model_id: str = "amazon.nova-2-sonic-v1:0") -> None:
-        self.service = FakeService(scenario)
-        self.transport = FakeSdkTransport(self.service)
+    def __init__(self, scenario: Scenario | None, model_id: str = "amazon.nova-2-sonic-v1:0",
+                 endpoint: str | None = None, ca_file: str | None = None) -> None:
+        """In process with a scenario, or over TLS to a running fake server (endpoint and CA)."""
+        if endpoint is None:
+            self.service = FakeService(scenario or Scenario())
+            self.transport: Any = FakeSdkTransport(self.service)
+        else:
+            from sonic_bridge.backends.aws import _crt_transport
+
+            self.transport = _crt_transport(ca_file)
+        self.endpoint = endpoint or "https://fake.invalid"
         self.model_id = model_id
         self.outputs: list[dict[str, Any]] = []
         self.error: BaseException | None = None
@@ -38,7 +46,7 @@ class SdkConversation:
     async def __aenter__(self) -> SdkConversation:
         from aws_sdk_bedrock_runtime.models import InvokeModelWithBidirectionalStreamOperationInput
 
-        self.client = await sdk_client(self.transport)
+        self.client = await sdk_client(self.transport, self.endpoint)
         self.stream = await self.client.invoke_model_with_bidirectional_stream(
             InvokeModelWithBidirectionalStreamOperationInput(model_id=self.model_id))
         self.reader = asyncio.create_task(self._read())

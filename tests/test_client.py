@@ -270,7 +270,8 @@ def test_poll_drops_queued_audio_of_an_interrupted_response(tmp_path: object) ->
         bridge.push_audio(tone16(0.3, freq=600), 16000)  # the user cuts in
         events = run_until(bridge, lambda es: any(isinstance(e, ev.Interrupted) for e in es))
         (interrupted,) = [e for e in events if isinstance(e, ev.Interrupted)]
-        heard = sum(e.duration for e in events if isinstance(e, ev.AudioOut) and e.response_id == interrupted.response_id)
+        heard = sum(e.duration for e in events
+                    if isinstance(e, ev.AudioOut) and e.response_id == interrupted.response_id)
         assert heard == 0.0  # everything queued for the cut response was dropped, none handed to the host
         assert bridge.stats().audio_dropped_interrupted > 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import numpy as np
@@ -33,19 +34,39 @@ async def stream_audio(conv: Any, session: SonicSession, sent: list[dict[str, An
         await asyncio.sleep(0.02)
 
 
-def test_a_full_conversation_through_the_real_sdk() -> None:
+SCENARIO = Scenario(seed=4, time_scale=0.3, speed=0.3,  # real-time reply pace, so the barge-in lands
+                    turns=(TurnPlan(), TurnPlan(), TurnPlan(tool="get_weather", arguments={"city": "Oslo"})))
+
+
+@pytest.mark.parametrize("door", ["in-process", "tls-server"])
+def test_a_full_conversation_through_the_real_sdk(door: str, tmp_path: Any) -> None:
+    import contextlib
+    from pathlib import Path
+
+    from tests.fake_server import fake_server
     from tests.sdk_driver import SdkConversation
 
-    scenario = Scenario(seed=4, time_scale=0.3, speed=0.3,  # real-time reply pace, so the barge-in lands
-                        turns=(TurnPlan(), TurnPlan(), TurnPlan(tool="get_weather", arguments={"city": "Oslo"})))
+    with contextlib.ExitStack() as stack:
+        if door == "in-process":
+            open_conversation = lambda: SdkConversation(SCENARIO)  # noqa: E731
+        else:
+            scenario_path = Path(str(tmp_path)) / "scenario.json"
+            scenario_path.write_text(json.dumps({"seed": 4, "time_scale": 0.3, "speed": 0.3, "turns": [
+                {}, {}, {"tool": "get_weather", "arguments": {"city": "Oslo"}}]}))
+            server = stack.enter_context(fake_server(Path(str(tmp_path)), "--scenario", str(scenario_path),
+                                                     "--verify-secret", "secret"))
+            open_conversation = lambda: SdkConversation(None, endpoint=server.url, ca_file=server.ca)  # noqa: E731
+        _conversation(open_conversation)
 
+
+def _conversation(open_conversation: Any) -> None:
     async def main() -> tuple[list[dict[str, Any]], list[ev.Event], list[dict[str, Any]], bytes]:
         settings = SessionSettings(system_prompt="Be brief.", tools=(WEATHER,), turn_sensitivity="HIGH")
         session = SonicSession(settings)
         sent: list[dict[str, Any]] = []
         host: list[ev.Event] = []
         first_utterance = tone16(0.8, freq=260)
-        async with SdkConversation(scenario) as conv:
+        async with open_conversation() as conv:
             sent += session.start()
             await conv.send(sent)
             await conv.wait_for("completionStart")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from sonic_bridge.config import BridgeConfig, FakeOptions
+from sonic_bridge.fake.model import FakeError
 from sonic_bridge.settings import SessionSettings
 
 
@@ -66,6 +67,59 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_failures() -> dict[str, FakeError]:
+    from sonic_bridge.fake.wire import INVALID_MODEL
+
+    return {
+        "access_denied": FakeError("AccessDeniedException", "You don't have access to the model with the specified "
+                                   "model ID."),
+        "invalid_model": FakeError("ValidationException", INVALID_MODEL),
+        "unavailable": FakeError("ServiceUnavailableException", "Service unavailable. Try again later."),
+    }
+
+
+OPEN_FAILURES = _open_failures()
+
+
+def cmd_fake_server(args: argparse.Namespace) -> int:
+    import asyncio
+    import dataclasses
+    import tempfile
+
+    from sonic_bridge.fake.scenario import Scenario
+    from sonic_bridge.fake.server import FakeSonicServer, make_certificates
+
+    scenario = Scenario.load(args.scenario) if args.scenario else Scenario()
+    scenario = dataclasses.replace(scenario, seed=args.seed if args.seed is not None else scenario.seed,
+                                   time_scale=scenario.time_scale * args.time_scale)
+    if bool(args.cert) != bool(args.key):
+        raise ValueError("--cert and --key go together")
+    ca_path = None
+    if args.cert:
+        cert, key = Path(args.cert), Path(args.key)
+    else:
+        folder = Path(args.cert_dir or tempfile.mkdtemp(prefix="sonic-fake-ca-"))
+        ca_path, cert, key = make_certificates(folder, args.san or ["localhost", "127.0.0.1", "::1"])
+
+    async def serve() -> None:
+        server = FakeSonicServer(scenario, verify_secret=args.verify_secret, error=OPEN_FAILURES.get(args.fail_open))
+        port = await server.start(args.host, args.port, cert, key)
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        print(f"LISTENING https://{host}:{port}", flush=True)
+        if ca_path:
+            print(f"CA {ca_path}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        sys.stderr.write("sonic-bridge: fake server stopped\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sonic-bridge", description="Never-blocking Nova Sonic bridge")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO (worker logs included)")
@@ -75,6 +129,19 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--input", help="WAV file to speak (any rate or width); default: a synthesized voice")
     demo.add_argument("--output-dir", default="demo-output", help="where reply.wav, transcript.txt go")
     demo.set_defaults(func=cmd_demo)
+    fake = sub.add_parser("fake-server", help="the fake Nova Sonic over HTTP/2 + TLS, for any Nova Sonic client")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8443, help="0 picks a free port")
+    fake.add_argument("--cert", help="server certificate (PEM); default: a generated test CA and certificate")
+    fake.add_argument("--key", help="server private key (PEM)")
+    fake.add_argument("--san", action="append", help="names for the generated certificate (repeatable)")
+    fake.add_argument("--cert-dir", help="where the generated CA and certificate go (default: a temp folder)")
+    fake.add_argument("--scenario", help="scenario file (JSON or YAML)")
+    fake.add_argument("--seed", type=int)
+    fake.add_argument("--time-scale", type=float, default=1.0, help="multiply every service duration")
+    fake.add_argument("--verify-secret", help="check the SigV4 event signature chain with this secret key")
+    fake.add_argument("--fail-open", choices=sorted(OPEN_FAILURES), help="answer every request with this error")
+    fake.set_defaults(func=cmd_fake_server)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"

@@ -40,6 +40,18 @@ def _read_config(fd: int) -> BridgeConfig:
         return BridgeConfig.from_json(json.loads(f.read()))
 
 
+_KNOWN_NOISE = ("AWS_ERROR_HTTP_STREAM_HAS_COMPLETED", "InvalidStateError")
+
+
+def _quiet_known_sdk_noise(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """CRT finishes a body writer after the service ended the stream: harmless, and documented."""
+    exc = context.get("exception")
+    if exc is not None and any(n in f"{type(exc).__name__}: {exc}" for n in _KNOWN_NOISE):
+        log.debug("ignored SDK shutdown noise: %s", exc)
+        return
+    loop.default_exception_handler(context)
+
+
 def _lower_priority() -> None:
     # The host's 20 ms cycle matters more than ours: SCHED_BATCH stops our wake-ups from
     # preempting it on a shared core (docs/ipc-measurements.md, "wakeup preemption").
@@ -59,6 +71,7 @@ async def serve(config: BridgeConfig, inbound: SharedRing, in_bell: Doorbell, ou
         in_bell.drain()
         wake.set()
 
+    loop.set_exception_handler(_quiet_known_sdk_noise)
     loop.add_reader(in_bell.fd, on_bell)
     loop.add_reader(life_fd, host_gone.set)  # readable means EOF: the host's end was closed
     try:
