@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -13,6 +14,7 @@ import pytest
 from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge
 from sonic_bridge import events as ev
 from sonic_bridge.demo import synth_utterance
+from tests.fake_server import fake_server
 from tests.helpers import has_state, run_until
 
 pytest.importorskip("aws_sdk_bedrock_runtime")
@@ -31,14 +33,36 @@ def scenario_file(tmp: Path, **extra: object) -> str:
     return str(path)
 
 
+@pytest.mark.parametrize("door", ["in-process", "tls-server-with-profile"])
 def test_a_long_conversation_crosses_renewals_and_faults_without_losing_a_frame_or_a_turn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, door: str
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFAKE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    config = BridgeConfig(session=SessionSettings(turn_sensitivity="HIGH"), renew_after=300 * SCALE,
-                          renew_force_after=1.5, max_reconnects=4,
-                          fake=FakeOptions(via_sdk=True, scenario=scenario_file(tmp_path)))
+    with contextlib.ExitStack() as stack:
+        common = {"session": SessionSettings(turn_sensitivity="HIGH"), "renew_after": 300 * SCALE,
+                  "renew_force_after": 1.5, "max_reconnects": 4}
+        if door == "in-process":
+            monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFAKE")
+            monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+            config = BridgeConfig(fake=FakeOptions(via_sdk=True, scenario=scenario_file(tmp_path)), **common)
+        else:
+            # Credentials only in a shared config profile: the boto3 chain must find them, and the server
+            # checks every event signature against that profile's secret.
+            for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+                monkeypatch.delenv(name, raising=False)
+            (tmp_path / "config").write_text("[profile sonic-test]\nregion = us-east-1\n")
+            (tmp_path / "credentials").write_text(
+                "[sonic-test]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = profile-secret\n")
+            monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+            monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+            monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+            server = stack.enter_context(fake_server(tmp_path, "--scenario", scenario_file(tmp_path),
+                                                     "--verify-secret", "profile-secret"))
+            config = BridgeConfig(backend="aws", endpoint=server.url, ca_file=server.ca, profile="sonic-test",
+                                  **common)
+        _long_conversation(config)
+
+
+def _long_conversation(config: BridgeConfig) -> None:
     wall = 30 * 60 * SCALE + 6  # 30 scaled minutes, plus time for the last answer
     rate = 16000
     turn_audio = [synth_utterance(0.8, rate, 150 + 10 * k, seed=k) for k in range(12)]

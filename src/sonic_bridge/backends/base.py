@@ -65,7 +65,7 @@ _RECOVERABLE_MESSAGES = (
 
 def classify(kind: str, message: str) -> BackendError:
     """Map a service or transport failure to a stable code, and say whether a reconnect can help."""
-    if kind == "AccessDeniedException":
+    if kind == "AccessDeniedException" or "signature does not match" in message:
         return BackendError(
             errors.ACCESS_DENIED,
             f"access denied: {message} (grant bedrock:InvokeModel"

@@ -86,7 +86,8 @@ class _SigningDecoder(InputDecoder):
             return
         for headers, payload in self._outer.feed(data):
             if not self.chain.check(headers.get(":date", 0), headers.get(":chunk-signature", b""), payload):
-                self.model._fail(FakeError("AccessDeniedException", "The event signature does not match."), now)
+                self.model._fail(FakeError("ValidationException", "The event signature does not match the signing "
+                                           "key: check the credentials."), now)
                 return
             super().feed(_reframe(headers, payload), now)
 
