@@ -268,6 +268,7 @@ def test_poll_drops_queued_audio_of_an_interrupted_response(tmp_path: object) ->
         bridge.push_audio(tone16(4.0) + silence16(0.8), 16000)
         time.sleep(0.6)  # the reply (4 s of audio, 2x real time here) is streaming into the ring, unpolled
         bridge.push_audio(tone16(0.3, freq=600), 16000)  # the user cuts in
+        time.sleep(0.5)  # the worker hears it and queues the interruption behind the stale audio; no poll yet
         events = run_until(bridge, lambda es: any(isinstance(e, ev.Interrupted) for e in es))
         (interrupted,) = [e for e in events if isinstance(e, ev.Interrupted)]
         heard = sum(e.duration for e in events
