@@ -251,10 +251,6 @@ class SonicSession:
             _event("sessionEnd", {}),
         ]
 
-    def expect_tool_use(self, tool_use_id: str, name: str) -> None:
-        """Carry a tool call that is still unanswered over from a previous stream (renewal)."""
-        self._pending_tools[tool_use_id] = name
-
     # ------------------------------------------------------------------ service output
     def receive(self, raw: JsonEvent | str | bytes) -> list[ev.Event]:
         """Host events for one service output event. Unknown or malformed events become warnings."""

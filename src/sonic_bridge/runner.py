@@ -242,8 +242,6 @@ class SessionRunner:
                     errors.ENDPOINT_UNREACHABLE, f"no answer from the service within {self.config.connect_timeout} s",
                     recoverable=True, kind="ConnectTimeout",
                 ) from None
-        for tool_use_id, name in self.link.session.pending_tool_uses.items() if self.link else ():
-            session.expect_tool_use(tool_use_id, name)
         return link
 
     def _switch_to(self, link: Link, *, renewing: bool) -> None:

@@ -31,15 +31,15 @@ class Boto3Credentials:
 
         self._session = boto3.Session(profile_name=profile) if profile else boto3.Session()
         self._cached: Any = None
+        self._refresh_at = dt.datetime.min.replace(tzinfo=dt.UTC)
         self.source = ""
 
     async def get_identity(self, *, properties: Any = None) -> Any:
         from smithy_aws_core.identity import AWSCredentialsIdentity
 
         now = dt.datetime.now(dt.UTC)
-        if self._cached is not None and (self._cached.expiration is None or
-                                         self._cached.expiration - REFRESH_MARGIN > now):
-            return self._cached
+        if self._cached is not None and now < self._refresh_at:
+            return self._cached  # the SDK asks once per signed event: never resolve on the hot path
         creds = await asyncio.to_thread(self._session.get_credentials)
         if creds is None:
             raise BackendError(errors.NO_CREDENTIALS, "no AWS credentials found: set AWS_ACCESS_KEY_ID/"
@@ -48,6 +48,13 @@ class Boto3Credentials:
         frozen = await asyncio.to_thread(creds.get_frozen_credentials)
         expiry = getattr(creds, "_expiry_time", None)
         self.source = str(getattr(creds, "method", "") or "unknown")
+        if expiry is None:
+            self._refresh_at = now + dt.timedelta(hours=1)
+        else:
+            left = expiry.astimezone(dt.UTC) - now
+            # Refresh ahead of expiry; credentials that are already close to it are kept a little while
+            # (the session manager recycles the stream before they expire).
+            self._refresh_at = now + max(left - REFRESH_MARGIN, min(left / 2, dt.timedelta(seconds=60)))
         self._cached = AWSCredentialsIdentity(access_key_id=frozen.access_key, secret_access_key=frozen.secret_key,
                                               session_token=frozen.token,
                                               expiration=expiry.astimezone(dt.UTC) if expiry else None)
@@ -57,6 +64,7 @@ class Boto3Credentials:
 
     async def invalidate(self) -> None:
         self._cached = None
+        self._refresh_at = dt.datetime.min.replace(tzinfo=dt.UTC)
 
     @property
     def expiration(self) -> dt.datetime | None:
