@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ def no_leaks() -> Iterator[None]:
     me = psutil.Process()
     children_before = {p.pid for p in me.children(recursive=True)}
     yield
+    gc.collect()  # native handles (CRT connections) close when their Python objects go
     deadline = time.monotonic() + 3.0
     while True:
         leaked_fds = (

@@ -90,4 +90,4 @@ class SdkConversation:
         if not self.reader.done():
             self.reader.cancel()
         with contextlib.suppress(Exception):
-            await self.client.close() if hasattr(self.client, "close") else None
+            await asyncio.wait_for(self.transport.close(), 2)

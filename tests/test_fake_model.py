@@ -295,3 +295,23 @@ def test_scenario_files_load_and_refuse_unknown_keys(tmp_path: object) -> None:
         Scenario.load(p)
     with pytest.raises(ValueError, match="unknown fault"):
         TurnPlan(fault="meteor")
+
+
+def test_a_scenario_file_drives_a_reproducible_conversation(tmp_path: object) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "scenario.yaml"
+    path.write_text("seed: 21\nthinking_ms: [200, 900]\nturns:\n  - reply_text: First answer.\n"
+                    "  - fault: model_stream_error\n")
+
+    def conversation() -> list[object]:
+        run = Run(scenario=Scenario.load(path))
+        run.send(run.session.start())
+        run.stream_audio(tone16(0.7) + silence16(1.6) + tone16(0.4) + silence16(2.5))
+        return run.raw
+
+    first = conversation()
+    assert first == conversation()
+    assert any(isinstance(o, dict) and o["event"].get("textOutput", {}).get("content") == "First answer."
+               for o in first)
+    assert any(isinstance(o, FakeError) and o.kind == "ModelStreamErrorException" for o in first)
