@@ -1,0 +1,265 @@
+"""An OpenAvatarChat handler that speaks with Amazon Nova Sonic through sonic-bridge.
+
+Enable it in YAML with ``module: nova_sonic_s2s/handler_nova_sonic`` and this folder's parent on the
+``handler_search_path``. OpenAvatarChat runs on Python 3.11; the Nova Sonic stream runs in a
+sonic-bridge worker (set ``worker_python`` to a Python >= 3.12 with ``sonic-bridge[aws]``).
+
+Threads: ``handle`` (the engine's pump thread) only pushes audio into the bridge; one output thread
+per session polls the bridge every 20 ms and submits the avatar's audio and texts. Nothing here blocks
+the engine: create/start return at once, handle never waits, destroy finishes within 2 s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import threading
+import time
+import uuid
+from typing import Any, Literal
+
+import numpy as np
+from chat_engine.common.handler_base import HandlerBase, HandlerBaseInfo, HandlerDataInfo, HandlerDetail
+from chat_engine.contexts.handler_context import HandlerContext
+from chat_engine.data_models.chat_data import chat_data_model
+from chat_engine.data_models.chat_data_type import ChatDataType
+from chat_engine.data_models.chat_engine_config_data import HandlerBaseConfigModel
+from chat_engine.data_models.runtime_data.data_bundle import DataBundle, DataBundleDefinition, DataBundleEntry
+from pydantic import BaseModel, Field
+
+import sonic_bridge as sb
+from sonic_bridge.models import model_info
+
+log = logging.getLogger("sonic_bridge.openavatarchat")
+OUTPUT_RATE = 24000
+CYCLE = 0.02
+END_MARKER_SAMPLES = 240  # the engine rejects empty audio, so a stream ends with a short silence
+
+
+class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
+    model_id: str = Field(default="amazon.nova-2-sonic-v1:0")
+    region: str = Field(default="us-east-1")
+    voice: str = Field(default="matthew")
+    system_prompt: str = Field(default="You are a friendly avatar. Keep your answers short.")
+    input_mode: Literal["MIC_AUDIO", "HUMAN_AUDIO"] = Field(default="MIC_AUDIO")
+    backend: Literal["aws", "fake"] = Field(default="aws")
+    worker_python: str | None = Field(default=None)
+    endpoint: str | None = Field(default=None)
+    ca_file: str | None = Field(default=None)
+    profile: str | None = Field(default=None)
+    turn_sensitivity: Literal["HIGH", "MEDIUM", "LOW"] = Field(default="MEDIUM")
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    reenable_vad_after_response: bool = Field(default=False)  # audio-only classic engine: no avatar does it
+    renew_after_seconds: float = Field(default=360.0)
+    fake_scenario: str | None = Field(default=None)  # backend "fake": a scenario file (tries it without AWS)
+
+    def bridge_config(self) -> sb.BridgeConfig:
+        session = sb.SessionSettings(
+            model_id=self.model_id, voice=self.voice, system_prompt=self.system_prompt,
+            tools=tuple(sb.Tool.from_json(t) for t in self.tools),
+            turn_sensitivity=self.turn_sensitivity if model_info(self.model_id, warn=False).supports_turn_detection
+            else None)  # Nova Sonic 1 has no turn-detection setting
+        return sb.BridgeConfig(session=session, backend=self.backend, region=self.region, endpoint=self.endpoint,
+                               ca_file=self.ca_file, profile=self.profile, worker_python=self.worker_python,
+                               output_sample_rate=OUTPUT_RATE, output_format=sb.SampleFormat.FLOAT32,
+                               renew_after=self.renew_after_seconds,
+                               fake=sb.FakeOptions(scenario=self.fake_scenario))
+
+
+class NovaSonicContext(HandlerContext):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(session_id)
+        self.config: NovaSonicConfig | None = None
+        self.session_context: Any = None
+        self.bridge: sb.SonicBridge | None = None
+        self.output_thread: threading.Thread | None = None
+        self.stop = threading.Event()
+        self.speech_id: str | None = None      # the reply being spoken
+        self.human_speech_id: str | None = None
+        self.interrupted: set[str] = set()
+        self.last_input = 0.0
+        self.input_rate = 16000
+        self.tool_handler: Any = None
+        self.errors: list[sb.Error] = []
+        self.states: list[sb.BridgeState] = []
+
+
+class HandlerNovaSonic(HandlerBase):
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = NovaSonicConfig()
+        self._finish_param: bool | None = None
+
+    # ----------------------------------------------------------------- registration
+    def get_handler_info(self) -> HandlerBaseInfo:
+        return HandlerBaseInfo(config_model=NovaSonicConfig)
+
+    def load(self, engine_config: Any, handler_config: HandlerBaseConfigModel | None = None) -> None:
+        if isinstance(handler_config, NovaSonicConfig):
+            self.config = handler_config
+        self.config.bridge_config()  # every setting checked once, at start-up, with a clear error
+
+    def get_handler_detail(self, session_context: Any, context: Any) -> HandlerDetail:
+        audio = DataBundleDefinition()
+        audio.add_entry(DataBundleEntry.create_audio_entry("avatar_audio", 1, OUTPUT_RATE))
+        avatar_text = DataBundleDefinition()
+        avatar_text.add_entry(DataBundleEntry.create_text_entry("avatar_text"))
+        human_text = DataBundleDefinition()
+        human_text.add_entry(DataBundleEntry.create_text_entry("human_text"))
+        source = ChatDataType[self.config.input_mode]
+        return HandlerDetail(
+            inputs={source: HandlerDataInfo(type=source)},
+            outputs={ChatDataType.AVATAR_AUDIO: HandlerDataInfo(type=ChatDataType.AVATAR_AUDIO, definition=audio),
+                     ChatDataType.AVATAR_TEXT: HandlerDataInfo(type=ChatDataType.AVATAR_TEXT, definition=avatar_text),
+                     ChatDataType.HUMAN_TEXT: HandlerDataInfo(type=ChatDataType.HUMAN_TEXT, definition=human_text)})
+
+    # ----------------------------------------------------------------- session lifecycle
+    def create_context(self, session_context: Any, handler_config: HandlerBaseConfigModel | None = None) -> Any:
+        # Runs on the web server's event loop: only cheap work here.
+        context = NovaSonicContext(session_context.session_info.session_id)
+        context.config = handler_config if isinstance(handler_config, NovaSonicConfig) else self.config
+        context.session_context = session_context
+        context.bridge = sb.SonicBridge(context.config.bridge_config())
+        return context
+
+    def start_context(self, session_context: Any, handler_context: Any) -> None:
+        context: NovaSonicContext = handler_context
+        assert context.bridge is not None
+        context.bridge.start()  # returns at once; the worker connects in the background
+        context.last_input = time.monotonic()
+        context.output_thread = threading.Thread(target=self._output_loop, args=(context,), daemon=True,
+                                                 name=f"nova-sonic-out-{context.session_id}")
+        context.output_thread.start()
+
+    def destroy_context(self, context: Any) -> None:
+        ctx: NovaSonicContext = context
+        ctx.stop.set()
+        if ctx.output_thread is not None:
+            ctx.output_thread.join(timeout=0.5)
+        if ctx.bridge is not None:
+            ctx.bridge.close(timeout=1.0)  # then the worker is killed by pid: bounded either way
+
+    # ----------------------------------------------------------------- input (engine's pump thread)
+    def handle(self, context: Any, inputs: Any, output_definitions: dict[ChatDataType, HandlerDataInfo]) -> None:
+        ctx: NovaSonicContext = context
+        try:
+            if inputs.type not in (ChatDataType.MIC_AUDIO, ChatDataType.HUMAN_AUDIO) or inputs.data is None:
+                return
+            audio = inputs.data.get_main_data()
+            if audio is None or np.size(audio) == 0:
+                return
+            rate = inputs.data.get_main_definition_entry().sample_rate or 16000
+            ctx.input_rate = rate
+            assert ctx.bridge is not None
+            ctx.bridge.push_audio(np.asarray(audio).reshape(-1), rate)
+            ctx.last_input = time.monotonic()
+        except Exception:  # the classic engine would silently lose its pump thread
+            log.exception("Nova Sonic handler: could not take an input chunk (session %s)", ctx.session_id)
+
+    # ----------------------------------------------------------------- output thread
+    def _output_loop(self, ctx: NovaSonicContext) -> None:
+        bridge = ctx.bridge
+        assert bridge is not None
+        silence = np.zeros(int(16000 * CYCLE), np.float32)
+        while not ctx.stop.is_set():
+            try:
+                # Between VAD segments (HUMAN_AUDIO) or a paused mic, keep the stream fed with silence:
+                # Nova Sonic ends a turn on silence and drops streams that go quiet.
+                if time.monotonic() - ctx.last_input > 3 * CYCLE:
+                    bridge.push_audio(silence, 16000)
+                for event in bridge.poll():
+                    self._emit(ctx, event)
+            except Exception:
+                log.exception("Nova Sonic handler: output loop error (session %s)", ctx.session_id)
+            bridge.wait(CYCLE)
+
+    def _emit(self, ctx: NovaSonicContext, event: sb.Event) -> None:
+        if isinstance(event, sb.AudioOut):
+            if event.response_id in ctx.interrupted:
+                return
+            if ctx.speech_id is None:
+                ctx.speech_id = f"speech-{ctx.session_id}-{uuid.uuid4().hex[:8]}"
+            self._audio(ctx, event.samples().reshape(1, -1), end=False)
+        elif isinstance(event, sb.Transcript):
+            if event.role is sb.Role.USER:
+                ctx.human_speech_id = f"human-{ctx.session_id}-{event.turn_id}-{uuid.uuid4().hex[:6]}"
+                self._text(ctx, ChatDataType.HUMAN_TEXT, event.text, "human_text_end", ctx.human_speech_id, end=False)
+                self._text(ctx, ChatDataType.HUMAN_TEXT, "", "human_text_end", ctx.human_speech_id, end=True)
+            elif event.stage is sb.Stage.SPECULATIVE:  # what the avatar is about to say
+                if ctx.speech_id is None:
+                    ctx.speech_id = f"speech-{ctx.session_id}-{uuid.uuid4().hex[:8]}"
+                self._text(ctx, ChatDataType.AVATAR_TEXT, event.text, "avatar_text_end", ctx.speech_id, end=False)
+        elif isinstance(event, sb.Interrupted):
+            ctx.interrupted.add(event.response_id)
+            self._end_reply(ctx)
+            self._signal_interrupt(ctx)
+        elif isinstance(event, sb.TurnEnded):
+            self._end_reply(ctx)
+        elif isinstance(event, sb.ToolCall):
+            result = {"error": f"no tool handler for {event.name}"}
+            if ctx.tool_handler is not None:
+                try:
+                    result = ctx.tool_handler(event.name, event.arguments)
+                except Exception as exc:  # the model waits for an answer: always give one
+                    result = {"error": str(exc)}
+            ctx.bridge.send_tool_result(event.tool_use_id, result)  # type: ignore[union-attr]
+        elif isinstance(event, sb.StateChanged):
+            ctx.states.append(event.state)
+            log.info("Nova Sonic session %s: %s", ctx.session_id, event.state.value)
+        elif isinstance(event, sb.Error):
+            ctx.errors.append(event)
+            (log.warning if event.recoverable else log.error)("Nova Sonic %s: %s", event.code, event.message)
+
+    def _end_reply(self, ctx: NovaSonicContext) -> None:
+        if ctx.speech_id is None:
+            return
+        self._text(ctx, ChatDataType.AVATAR_TEXT, "", "avatar_text_end", ctx.speech_id, end=True)
+        self._audio(ctx, np.zeros((1, END_MARKER_SAMPLES), np.float32), end=True)
+        ctx.speech_id = None
+        if ctx.config is not None and ctx.config.reenable_vad_after_response:
+            states = getattr(ctx.session_context, "shared_states", None)
+            if states is not None and hasattr(states, "enable_vad"):
+                states.enable_vad = True
+
+    # ----------------------------------------------------------------- engine plumbing
+    def _audio(self, ctx: NovaSonicContext, samples: np.ndarray, *, end: bool) -> None:
+        definition = DataBundleDefinition()
+        definition.add_entry(DataBundleEntry.create_audio_entry("avatar_audio", 1, OUTPUT_RATE))
+        bundle = DataBundle(definition)
+        bundle.set_main_data(samples.astype(np.float32, copy=False))
+        bundle.add_meta("speech_id", ctx.speech_id)
+        bundle.add_meta("avatar_speech_end", end)
+        self._submit(ctx, ChatDataType.AVATAR_AUDIO, bundle, end)
+
+    def _text(self, ctx: NovaSonicContext, kind: ChatDataType, text: str, end_key: str, speech_id: str | None,
+              *, end: bool) -> None:
+        definition = DataBundleDefinition()
+        definition.add_entry(DataBundleEntry.create_text_entry(kind.value[0]))
+        bundle = DataBundle(definition)
+        bundle.set_main_data(text)
+        bundle.add_meta("speech_id", speech_id)
+        bundle.add_meta(end_key, end)
+        self._submit(ctx, kind, bundle, end)
+
+    def _submit(self, ctx: NovaSonicContext, kind: ChatDataType, bundle: DataBundle, end: bool) -> None:
+        data = chat_data_model.ChatData(type=kind, data=bundle)  # keywords: field order differs by engine
+        if self._finish_param is None:
+            with contextlib.suppress(TypeError, ValueError):
+                self._finish_param = "finish_stream" in inspect.signature(ctx.submit_data).parameters
+        if self._finish_param:
+            ctx.submit_data(data, finish_stream=end)
+        else:
+            ctx.submit_data(data)
+
+    def _signal_interrupt(self, ctx: NovaSonicContext) -> None:
+        emit = getattr(ctx, "emit_signal", None)
+        if emit is None:
+            return  # the classic engine has no interruption: the end markers above close the reply
+        try:
+            from chat_engine.data_models.chat_signal import ChatSignal
+            from chat_engine.data_models.chat_signal_type import ChatSignalSourceType, ChatSignalType
+        except ImportError:
+            return
+        emit(ChatSignal(type=ChatSignalType.INTERRUPT, source_type=ChatSignalSourceType.HANDLER,
+                        source_name=ctx.owner))

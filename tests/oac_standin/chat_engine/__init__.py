@@ -1,0 +1,1 @@
+"""Stand-in of OpenAvatarChat for tests, written from docs/openavatarchat-handler.md."""

@@ -1,0 +1,174 @@
+"""The OpenAvatarChat handler against a stand-in of the engine (tests/oac_standin), on the fake Sonic."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sonic_bridge.demo import synth_utterance
+
+ROOT = Path(__file__).resolve().parent.parent
+pytest.importorskip("pydantic")
+
+
+@pytest.fixture
+def oac(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "oac_standin"))
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "openavatarchat_handler"))
+    for name in [m for m in sys.modules if m.startswith(("chat_engine", "nova_sonic_s2s"))]:
+        monkeypatch.delitem(sys.modules, name)
+    module = importlib.import_module("nova_sonic_s2s.handler_nova_sonic")  # as the engine imports it
+    return module
+
+
+def concrete_handlers(module: Any) -> list[type]:
+    from chat_engine.common.handler_base import HandlerBase
+
+    return [obj for _, obj in inspect.getmembers(module, inspect.isclass)
+            if issubclass(obj, HandlerBase) and not inspect.isabstract(obj)]
+
+
+def test_the_module_holds_exactly_one_concrete_handler(oac: Any) -> None:
+    (handler,) = concrete_handlers(oac)
+    assert handler.__name__ == "HandlerNovaSonic"
+    info = handler().get_handler_info()
+    from chat_engine.data_models.chat_engine_config_data import HandlerBaseConfigModel
+    assert issubclass(info.config_model, HandlerBaseConfigModel)
+    config = info.config_model.model_validate({"module": "nova_sonic_s2s/handler_nova_sonic", "unknown": 1,
+                                               "backend": "fake", "voice": "tiffany"})
+    assert config.voice == "tiffany"
+    with pytest.raises(ValueError, match="'zed' is not available"):
+        handler().load(None, info.config_model.model_validate({"voice": "zed"}))
+
+
+class Engine:
+    """What OpenAvatarChat does with a handler, for either engine generation."""
+
+    def __init__(self, module: Any, raw_config: dict[str, Any], generation: str, monkeypatch: pytest.MonkeyPatch):
+        from chat_engine.contexts.session_context import SessionContext, SessionInfoData
+        from chat_engine.data_models.chat_data import chat_data_model
+        from chat_engine.data_models.chat_engine_config_data import ChatEngineConfigModel
+
+        if generation == "stream":
+            monkeypatch.setattr(chat_data_model, "ChatData", chat_data_model.StreamChatData)
+        (cls,) = concrete_handlers(module)
+        self.handler = cls()
+        self.config = self.handler.get_handler_info().config_model.model_validate(raw_config)
+        self.handler.load(ChatEngineConfigModel(), self.config)
+        self.session = SessionContext(SessionInfoData("s1"))
+        self.session.shared_states.enable_vad = False
+        self.submitted: list[tuple[Any, bool | None, float]] = []
+        self.signals: list[Any] = []
+        t0 = time.perf_counter()
+        self.context = self.handler.create_context(self.session, self.config)
+        self.create_ms = (time.perf_counter() - t0) * 1000
+        self.detail = self.handler.get_handler_detail(self.session, self.context)
+        self.context.owner = "NovaSonic"
+        if generation == "stream":
+            self.context.submit_data = lambda data, finish_stream=None: self.submitted.append(
+                (data, finish_stream, time.monotonic()))
+            self.context.emit_signal = self.signals.append
+        else:
+            self.context.data_submitter = lambda data, _: self.submitted.append((data, None, time.monotonic()))
+        t0 = time.perf_counter()
+        self.handler.start_context(self.session, self.context)
+        self.start_ms = (time.perf_counter() - t0) * 1000
+        self.worst_handle_ms = 0.0
+
+    def mic(self, samples: np.ndarray) -> None:
+        """Real-time MIC_AUDIO: int16 [1, 960] every 60 ms, as fastrtc delivers it."""
+        from chat_engine.data_models.chat_data.chat_data_model import ChatData
+        from chat_engine.data_models.chat_data_type import ChatDataType
+        from chat_engine.data_models.runtime_data.data_bundle import DataBundle, DataBundleDefinition, DataBundleEntry
+
+        definition = DataBundleDefinition()
+        definition.add_entry(DataBundleEntry.create_audio_entry("mic_audio", 1, 16000))
+        pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+        start = time.monotonic()
+        for n, i in enumerate(range(0, len(pcm) - 959, 960)):
+            bundle = DataBundle(definition)
+            bundle.set_main_data(pcm[i : i + 960].reshape(1, -1))
+            t0 = time.perf_counter()
+            self.handler.handle(self.context, ChatData(type=ChatDataType.MIC_AUDIO, data=bundle), self.detail.outputs)
+            self.worst_handle_ms = max(self.worst_handle_ms, (time.perf_counter() - t0) * 1000)
+            time.sleep(max(0.0, start + (n + 1) * 0.06 - time.monotonic()))
+
+    def of(self, kind: str) -> list[tuple[Any, bool | None]]:
+        return [(d, f) for d, f, _ in self.submitted if d.type.name == kind]
+
+
+@pytest.mark.parametrize("generation", ["classic", "stream"])
+def test_a_full_session_audio_texts_markers_barge_in_and_renewal(
+    oac: Any, generation: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps({"seed": 3, "speed": 1.0, "thinking_ms": [300, 300]}))  # real-time replies
+    engine = Engine(oac, {"backend": "fake", "turn_sensitivity": "HIGH", "renew_after_seconds": 6.0,
+                          "fake_scenario": str(scenario), "reenable_vad_after_response": True},
+                    generation, monkeypatch)
+    silence = np.zeros(16000, np.float32)
+    try:
+        engine.mic(np.concatenate([synth_utterance(1.0, 16000, seed=1), silence[:8000], silence, silence,
+                                   silence[:8000]]))                                       # turn 1, answered
+        engine.mic(np.concatenate([synth_utterance(2.0, 16000, seed=2), silence, silence[:11000]]))  # turn 2...
+        engine.mic(np.concatenate([synth_utterance(0.8, 16000, seed=3), silence, silence, silence]))  # ...cut in
+        engine.mic(np.concatenate([synth_utterance(0.6, 16000, seed=4), silence, silence, silence]))  # after renewal
+        t0 = time.perf_counter()
+    finally:
+        engine.handler.destroy_context(engine.context)
+    destroy_s = time.perf_counter() - t0
+    ctx = engine.context
+
+    assert engine.create_ms < 50 and engine.start_ms < 50, (engine.create_ms, engine.start_ms)
+    assert engine.worst_handle_ms < 5
+    assert destroy_s < 2.0
+    assert not [e for e in ctx.errors if not e.recoverable]
+
+    audio = engine.of("AVATAR_AUDIO")
+    assert audio and all(d.data.get_main_data().dtype == np.float32 and d.data.get_main_data().ndim == 2
+                         and d.data.get_main_data().shape[0] == 1 for d, _ in audio)
+    assert all(d.data.get_main_definition_entry().sample_rate == 24000 for d, _ in audio)
+    ends = [d for d, _ in audio if d.data.get_meta("avatar_speech_end")]
+    speech_ids = list(dict.fromkeys(d.data.get_meta("speech_id") for d, _ in audio))
+    assert len(ends) == len(speech_ids) >= 3  # every reply closes its audio stream
+    assert all(d.data.get_main_data().shape == (1, 240) and not d.data.get_main_data().any() for d in ends)
+    texts = engine.of("AVATAR_TEXT")
+    assert [d.data.get_main_data() for d, _ in texts if d.data.get_meta("avatar_text_end")] == [""] * len(ends)
+    human = engine.of("HUMAN_TEXT")
+    assert [d.data.get_main_data() for d, _ in human][:2] == ["turn 1: 1.0 seconds of speech", ""]
+    assert [d.data.get_meta("human_text_end") for d, _ in human][:2] == [False, True]
+    assert engine.session.shared_states.enable_vad  # audio-only classic mode: re-enabled after a reply
+
+    from sonic_bridge import BridgeState
+    assert BridgeState.RENEWING in ctx.states  # and the turn after it was still answered:
+    assert any("turn 4" in d.data.get_main_data() for d, _ in human)
+    if generation == "stream":
+        assert [f for _, f in audio if f] == [True] * len(ends)  # finish_stream only on the end markers
+        assert len(engine.signals) == 1 and engine.signals[0].type.name == "INTERRUPT"
+        assert engine.signals[0].source_name == "NovaSonic"
+    assert len(ctx.interrupted) == 1
+
+
+def test_handle_never_raises_on_bad_input(oac: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any) -> None:
+    from chat_engine.data_models.chat_data.chat_data_model import ChatData
+    from chat_engine.data_models.chat_data_type import ChatDataType
+    from chat_engine.data_models.runtime_data.data_bundle import DataBundle, DataBundleDefinition, DataBundleEntry
+
+    engine = Engine(oac, {"backend": "fake"}, "classic", monkeypatch)
+    try:
+        definition = DataBundleDefinition()
+        definition.add_entry(DataBundleEntry.create_audio_entry("mic_audio", 1, 16000))
+        bundle = DataBundle(definition)
+        bundle.set_main_data(np.full((1, 320), np.nan, np.float32))
+        engine.handler.handle(engine.context, ChatData(type=ChatDataType.MIC_AUDIO, data=bundle), {})
+        assert "could not take an input chunk" in caplog.text
+    finally:
+        engine.handler.destroy_context(engine.context)
