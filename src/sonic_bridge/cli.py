@@ -120,6 +120,24 @@ def cmd_fake_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from sonic_bridge.doctor import Check, run_checks
+
+    config = _bridge_config(args)
+    if args.via_sdk:
+        config = BridgeConfig.from_json({**config.to_json(), "fake": {**config.to_json()["fake"], "via_sdk": True}})
+
+    def report(check: Check) -> None:
+        mark = "ok     " if check.ok else "PROBLEM"
+        print(f"{mark} {check.name}: {check.detail}")
+        if not check.ok and check.fix:
+            print(f"        fix: {check.fix}")
+
+    healthy = run_checks(config, report)
+    print("all good" if healthy else "problems found")
+    return 0 if healthy else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sonic-bridge", description="Never-blocking Nova Sonic bridge")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO (worker logs included)")
@@ -129,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--input", help="WAV file to speak (any rate or width); default: a synthesized voice")
     demo.add_argument("--output-dir", default="demo-output", help="where reply.wav, transcript.txt go")
     demo.set_defaults(func=cmd_demo)
+    doctor = sub.add_parser("doctor", help="check interpreters, SDK, credentials, model access and a round trip")
+    _add_session_options(doctor)
+    doctor.add_argument("--via-sdk", action="store_true", help="with the fake backend: go through the real SDK")
+    doctor.set_defaults(func=cmd_doctor)
     fake = sub.add_parser("fake-server", help="the fake Nova Sonic over HTTP/2 + TLS, for any Nova Sonic client")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=8443, help="0 picks a free port")

@@ -90,8 +90,8 @@ def default_script(rate: int, utterance: FloatArray | None = None) -> list[Segme
         Segment(speech(1, 1.4, 140), 1),
         Segment(silence(3.4), None),
         Segment(speech(2, 2.5, 180), 2),
-        Segment(silence(2.4), None),  # the reply starts...
-        Segment(speech(3, 0.8, 220), 3, barge_in=True),  # ...and the user cuts in
+        Segment(silence(0.2), None),  # then silence until the reply is heard (the end of turn needs it)
+        Segment(speech(3, 0.8, 220), 3, barge_in=True),  # ...and the user cuts in as it starts
         Segment(silence(4.0), None),
     ]
 
@@ -128,14 +128,14 @@ def run_demo(
     current: TurnStats | None = None
     max_call = 0.0
     lateness: list[float] = []
-    # Flatten the script into 20 ms frames, each remembering which turn it ends.
-    frames: list[tuple[FloatArray, int | None, bool]] = []
+    # The script as 20 ms frames: (samples, turn it belongs to, last frame of the turn, barge-in).
+    frames: list[tuple[FloatArray, int | None, bool, bool]] = []
     for seg in script:
         for i in range(0, len(seg.audio), frame):
             chunk = seg.audio[i : i + frame]
             if len(chunk) < frame:
                 chunk = np.pad(chunk, (0, frame - len(chunk)))
-            frames.append((chunk, seg.turn, i + frame >= len(seg.audio)))
+            frames.append((chunk, seg.turn, i + frame >= len(seg.audio), seg.barge_in))
     bridge = SonicBridge(config)
     bridge.start()
     try:
@@ -151,7 +151,9 @@ def run_demo(
         progress("bridge ready; speaking")
         start = time.monotonic()
         cycle = 0
-        turns_expected = {t for _, t, _ in frames if t is not None}
+        index = 0  # next script frame; a barge-in waits (in silence) until the reply it cuts is heard
+        held_since: float | None = None
+        turns_expected = {t for _, t, _, _ in frames if t is not None}
         quiet_after = len(frames) + int(settle / CYCLE)
         while True:
             due = start + cycle * CYCLE
@@ -160,8 +162,13 @@ def run_demo(
                 time.sleep(due - now)
             lateness.append(max(0.0, time.monotonic() - due))
             t0 = time.perf_counter()
-            if cycle < len(frames):
-                chunk, turn, last = frames[cycle]
+            if index < len(frames) and frames[index][3] and not _reply_started(stats, frames[index][1]):
+                held_since = held_since or time.monotonic()
+                if time.monotonic() - held_since < 5.0:
+                    frames.insert(index, (np.zeros(frame, np.float32), None, False, False))
+            if index < len(frames):
+                chunk, turn, last, _ = frames[index]
+                index += 1
                 bridge.push_audio(chunk, rate)
                 if turn is not None and last:
                     stats.setdefault(turn, TurnStats(turn)).speech_end = time.monotonic()
@@ -201,7 +208,7 @@ def run_demo(
                         raise RuntimeError(f"{event.code}: {event.message}")
             cycle += 1
             answered = {t for t, s in stats.items() if s.first_audio is not None or s.interrupted}
-            finished = cycle >= len(frames) and (turns_expected <= answered or cycle > quiet_after)
+            finished = index >= len(frames) and (turns_expected <= answered or cycle > quiet_after)
             if finished and (current is None or current.first_audio is None or cycle > len(frames) + 150):
                 break  # (the last reply has had 3 s to finish)
     finally:
@@ -221,6 +228,12 @@ def run_demo(
     )
     (out_dir / "summary.json").write_text(json.dumps(_summary(result), indent=2))
     return result
+
+
+def _reply_started(stats: dict[int, TurnStats], barge_turn: int | None) -> bool:
+    """The reply to the turn before ``barge_turn`` is being heard: the moment a person cuts in."""
+    previous = stats.get((barge_turn or 1) - 1)
+    return previous is not None and previous.first_audio is not None
 
 
 def _count(counts: dict[str, int], event: ev.Event) -> None:

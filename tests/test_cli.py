@@ -1,0 +1,74 @@
+"""The command line as a user meets it: the demo (the README's main job), doctor, and clean errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile
+
+from sonic_bridge.demo import synth_utterance
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sonic_bridge.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, check=False)
+
+
+@pytest.mark.slow
+def test_the_demo_holds_a_conversation_and_writes_its_outputs(tmp_path: Path) -> None:
+    wav = tmp_path / "me.wav"  # any rate and width: 44.1 kHz, 24-bit, stereo
+    voice = synth_utterance(1.2, 44100, seed=9)
+    soundfile.write(str(wav), [[s, s] for s in voice], 44100, subtype="PCM_24")
+    result = cli("demo", "--input", str(wav), "--output-dir", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert "| turn | end of speech -> first reply audio" in result.stdout
+    assert "barge-in" in result.stderr and "bridge ready" in result.stderr  # progress while it runs
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [t["turn"] for t in summary["turns"]] == [1, 2, 3]
+    assert [t["interrupted"] for t in summary["turns"]] == [False, True, False]
+    assert all(t["speech_end_to_first_audio_ms"] > 0 for t in summary["turns"])
+    assert summary["dropped_frames"] == 0
+    reply, rate = soundfile.read(str(tmp_path / "out" / "reply.wav"))
+    assert rate == 24000 and len(reply) > 24000
+    assert "ASSISTANT (interrupted)" in (tmp_path / "out" / "transcript.txt").read_text()
+
+
+def test_doctor_on_the_fake_is_all_good() -> None:
+    result = cli("doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok      session round trip: the built-in fake Sonic" in result.stdout
+
+
+def test_doctor_names_missing_credentials_with_the_fix(tmp_path: Path) -> None:
+    pytest.importorskip("aws_sdk_bedrock_runtime")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+               AWS_EC2_METADATA_DISABLED="true")
+    result = cli("doctor", "--backend", "aws", env=env)
+    assert result.returncode == 1
+    assert "PROBLEM credentials: none found" in result.stdout and "fix: set AWS_ACCESS_KEY_ID" in result.stdout
+    assert "AKID" not in result.stdout
+
+
+def test_doctor_names_a_broken_worker_interpreter() -> None:
+    result = cli("doctor", "--worker-python", "/bin/false")
+    assert result.returncode == 1 and "PROBLEM worker interpreter" in result.stdout and "fix:" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["demo", "--input", "/no/such.wav"], "cannot read /no/such.wav"),
+    (["demo", "--model", "anthropic.claude-v2"], "not a Nova Sonic model"),
+    (["demo", "--voice", "zed"], "'zed' is not available"),
+    (["fake-server", "--cert", "x.pem"], "--cert and --key go together"),
+])
+def test_errors_are_one_clear_line_not_a_traceback(args: list[str], message: str) -> None:
+    result = cli(*args, timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("sonic-bridge: error:") and message in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr
