@@ -315,3 +315,17 @@ def test_a_scenario_file_drives_a_reproducible_conversation(tmp_path: object) ->
     assert any(isinstance(o, dict) and o["event"].get("textOutput", {}).get("content") == "First answer."
                for o in first)
     assert any(isinstance(o, FakeError) and o.kind == "ModelStreamErrorException" for o in first)
+
+
+def test_a_slow_turn_answers_three_seconds_later() -> None:
+    def first_audio_at(plan: TurnPlan) -> float:
+        run = Run(scenario=Scenario(seed=8, thinking_ms=(400, 400), turns=(plan,)))
+        run.send(run.session.start())
+        run.stream_audio(tone16(0.5) + silence16(1.6))
+        end = run.now
+        while not any(isinstance(e, ev.AudioOut) for e in run.events):
+            run.advance(0.02)
+        return run.now - end
+
+    assert first_audio_at(TurnPlan()) < 0.5
+    assert 3.2 < first_audio_at(TurnPlan(fault="slow")) < 3.6  # 0.4 s thinking + 3 s, less one 20 ms chunk

@@ -172,3 +172,33 @@ def test_handle_never_raises_on_bad_input(oac: Any, monkeypatch: pytest.MonkeyPa
         assert "could not take an input chunk" in caplog.text
     finally:
         engine.handler.destroy_context(engine.context)
+
+
+def test_human_audio_segments_from_the_vad_get_answered(oac: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chat_engine.data_models.chat_data.chat_data_model import ChatData
+    from chat_engine.data_models.chat_data_type import ChatDataType
+    from chat_engine.data_models.runtime_data.data_bundle import DataBundle, DataBundleDefinition, DataBundleEntry
+
+    engine = Engine(oac, {"backend": "fake", "input_mode": "HUMAN_AUDIO", "turn_sensitivity": "HIGH"}, "classic",
+                    monkeypatch)
+    assert ChatDataType.HUMAN_AUDIO in engine.detail.inputs
+    definition = DataBundleDefinition()
+    definition.add_entry(DataBundleEntry.create_audio_entry("human_audio", 1, 16000))
+    speech = synth_utterance(1.0, 16000, seed=5)  # float32 in [-1, 1], 512-sample clips, speech only
+    try:
+        start = time.monotonic()
+        for n, i in enumerate(range(0, len(speech), 512)):
+            bundle = DataBundle(definition)
+            bundle.set_main_data(speech[i : i + 512].reshape(1, -1))
+            bundle.add_meta("speech_id", "speech-s1-0")
+            bundle.add_meta("human_speech_end", i + 512 >= len(speech))
+            engine.handler.handle(engine.context, ChatData(type=ChatDataType.HUMAN_AUDIO, data=bundle), {})
+            time.sleep(max(0.0, start + (n + 1) * 0.032 - time.monotonic()))  # real time
+        deadline = time.monotonic() + 8  # no more input: the handler feeds the silence that ends the turn
+        while time.monotonic() < deadline and not any(d.data.get_meta("avatar_speech_end")
+                                                      for d, _ in engine.of("AVATAR_AUDIO")):
+            time.sleep(0.05)
+    finally:
+        engine.handler.destroy_context(engine.context)
+    assert [d.data.get_main_data() for d, _ in engine.of("HUMAN_TEXT")][:1] == ["turn 1: 1.0 seconds of speech"]
+    assert any(d.data.get_meta("avatar_speech_end") for d, _ in engine.of("AVATAR_AUDIO"))

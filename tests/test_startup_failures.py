@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -86,3 +87,52 @@ def test_an_untrusted_certificate_is_a_tls_failure(isolated_aws: None, monkeypat
         errors, took = first_terminal_error(BridgeConfig(backend="aws", endpoint=server.url, connect_timeout=40), 45)
     assert errors[-1].code == "tls_failure" and not errors[-1].recoverable
     assert "CA file" in errors[-1].message and took < 41
+
+
+def test_close_is_bounded_when_the_service_never_answers(isolated_aws: None,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import threading
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFAKE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def black_hole() -> None:  # accepts connections and never says a word
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=black_hole)
+    thread.start()
+    try:
+        bridge = SonicBridge(BridgeConfig(backend="aws", endpoint=f"https://127.0.0.1:{listener.getsockname()[1]}"))
+        bridge.start()
+        time.sleep(1.5)  # the worker is stuck opening the stream
+        start = time.monotonic()
+        bridge.close(timeout=1.0)
+        assert time.monotonic() - start < 2.0
+        assert bridge.state is ev.BridgeState.CLOSED and bridge.worker_pid is None
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+def test_the_endpoint_comes_from_the_config_then_the_environment_then_the_region(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sonic_bridge.backends.aws import endpoint_for
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", raising=False)
+    assert endpoint_for(BridgeConfig(region="eu-north-1")) == "https://bedrock-runtime.eu-north-1.amazonaws.com"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "https://env.example:8443")
+    assert endpoint_for(BridgeConfig()) == "https://env.example:8443"
+    assert endpoint_for(BridgeConfig(endpoint="https://cfg.example")) == "https://cfg.example"

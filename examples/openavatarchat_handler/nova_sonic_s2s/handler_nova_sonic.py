@@ -154,6 +154,10 @@ class HandlerNovaSonic(HandlerBase):
             assert ctx.bridge is not None
             ctx.bridge.push_audio(np.asarray(audio).reshape(-1), rate)
             ctx.last_input = time.monotonic()
+            # SileroVad's end of an utterance (classic meta, or the stream engine's last chunk): from now on
+            # the output thread feeds silence, which is what Nova Sonic's own end-of-turn detection listens for.
+            if inputs.data.get_meta("human_speech_end", False) or getattr(inputs, "is_last_data", False):
+                ctx.last_input = 0.0
         except Exception:  # the classic engine would silently lose its pump thread
             log.exception("Nova Sonic handler: could not take an input chunk (session %s)", ctx.session_id)
 
