@@ -68,7 +68,7 @@ ensure_main_env() {
         say "Install one, e.g. 'pyenv install 3.12' or your distribution's python3.12 package, then run this again."
         exit 1
     fi
-    ensure_venv "$VENV" "$py" "aws,fake,dev"
+    ensure_venv "$VENV" "$py" "aws,fake,bench,dev"
 }
 
 ensure_host_env() {

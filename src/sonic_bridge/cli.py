@@ -138,6 +138,17 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from sonic_bridge.bench.report import run
+    from sonic_bridge.demo import stderr_progress
+
+    out = Path(args.out)
+    run(out, args.quick, stderr_progress)
+    print((out / "summary.md").read_text())
+    print(f"results: {out / 'results.json'}   plots: {out / 'transports.png'}, {out / 'scale.png'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sonic-bridge", description="Never-blocking Nova Sonic bridge")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO (worker logs included)")
@@ -151,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     _add_session_options(doctor)
     doctor.add_argument("--via-sdk", action="store_true", help="with the fake backend: go through the real SDK")
     doctor.set_defaults(func=cmd_doctor)
+    bench = sub.add_parser("bench", help="transports, bridge overhead, worker cost and scale, side by side")
+    bench.add_argument("--quick", action="store_true", help="a short run (about a minute)")
+    bench.add_argument("--out", default="bench-output", help="folder for results.json, plots, summary.md")
+    bench.set_defaults(func=cmd_bench)
     fake = sub.add_parser("fake-server", help="the fake Nova Sonic over HTTP/2 + TLS, for any Nova Sonic client")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=8443, help="0 picks a free port")

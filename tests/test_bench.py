@@ -1,0 +1,37 @@
+"""`sonic-bridge bench --quick` runs every suite and writes its outputs (figures are not asserted here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("faster_fifo")
+pytest.importorskip("matplotlib")
+pytest.importorskip("aws_sdk_bedrock_runtime")
+
+
+@pytest.mark.slow
+def test_the_quick_bench_writes_results_plots_and_a_summary(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "sonic_bridge.cli", "bench", "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, check=False,
+                          env={**__import__("os").environ, "AWS_ACCESS_KEY_ID": "AKIDFAKE",
+                               "AWS_SECRET_ACCESS_KEY": "secret"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {t["transport"] for t in results["transports"]} == {"ring", "faster_fifo", "mp_queue", "unix_seqpacket"}
+    assert {t["size"] for t in results["transports"]} == {640, 3840}
+    assert len(results["crash"]) == 4 and all("verdict" in c for c in results["crash"])
+    assert {(o["integration"], o["busy_host"]) for o in results["overhead"]} == {
+        ("in_process", False), ("in_process", True), ("sonic_bridge", False), ("sonic_bridge", True)}
+    assert [w["door"] for w in results["worker_cost"]] == ["sdk_in_process", "sdk_tls_server"]
+    assert [s["bridges"] for s in results["scale"]] == [1, 8, 16]
+    for png in ("transports.png", "scale.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = (tmp_path / "summary.md").read_text()
+    for heading in ("## Transports", "## Bridge overhead", "## Worker cost", "## Scale", "## Against the goals"):
+        assert heading in summary
+    assert "Machine:" in summary and "sonic-bridge bench --quick" in summary
