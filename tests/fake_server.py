@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.helpers import end_process
 
 
 @dataclass
@@ -32,13 +33,4 @@ def fake_server(tmp: Path, *args: str) -> Iterator[Server]:
         assert listening[:1] == ["LISTENING"] and ca[:1] == ["CA"], problem
         yield Server(listening[1], ca[1], proc.pid)
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGINT)  # clean shutdown, as Ctrl-C
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
+        end_process(proc, first=signal.SIGINT)  # clean shutdown, as Ctrl-C; SIGKILL if it lingers

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -37,3 +41,17 @@ def has_state(state: ev.BridgeState) -> Callable[[list[ev.Event]], bool]:
 def tone(seconds: float, rate: int = 16000, freq: float = 220.0, amp: float = 0.5) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def end_process(proc: subprocess.Popen[Any], first: int = signal.SIGKILL, wait: float = 5.0) -> None:
+    """End a test's subprocess by its pid (``first`` signal, then SIGKILL) and close its pipes."""
+    if proc.poll() is None:
+        os.kill(proc.pid, first)
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream:
+            stream.close()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.fake_server import fake_server
+from tests.helpers import end_process
 
 ROOT = Path(__file__).resolve().parent.parent
 pytest.importorskip("aws_sdk_bedrock_runtime")
@@ -94,9 +95,4 @@ def test_ctrl_c_stops_the_server_cleanly(tmp_path: Path) -> None:
         assert proc.stderr is not None and "stopped" in proc.stderr.read()
         assert (tmp_path / "ca.pem").exists()
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
+        end_process(proc)

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from sonic_bridge.ring import Doorbell, SharedRing
+from tests.helpers import end_process
 from tests.ring_peer import consume, message
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -98,12 +99,7 @@ def test_a_million_messages_between_two_processes_arrive_intact() -> None:
         assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
         assert ring.read() is None
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
+        end_process(proc)
         ring.close()
         bell.close()
 
@@ -127,9 +123,7 @@ def test_killing_the_producer_mid_traffic_leaves_the_consumer_running() -> None:
         assert ring.read() is None
         assert time.perf_counter() - start < 1.0
     finally:
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
+        end_process(proc)
         ring.close()
         bell.close()
 
@@ -155,9 +149,7 @@ def test_killing_the_consumer_never_blocks_the_producer() -> None:
         assert worst < 0.05  # returns "full" at once once the dead consumer stops freeing space
         assert not ring.try_write(b"\0" * 30_000)  # the dead consumer frees nothing: full stays full
     finally:
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
+        end_process(proc)
         ring.close()
         bell.close()
 

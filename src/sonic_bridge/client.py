@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import logging
 import os
 import select
@@ -28,6 +27,7 @@ from sonic_bridge import events as ev
 from sonic_bridge import messages as msg
 from sonic_bridge.config import HOST_RATES, BridgeConfig
 from sonic_bridge.history import Message, tool_call_line, tool_result_line
+from sonic_bridge.protocol import tool_result_text
 from sonic_bridge.ring import Doorbell, SharedRing
 
 log = logging.getLogger("sonic_bridge.client")
@@ -270,12 +270,7 @@ class SonicBridge:
         self._require_running("send_tool_result")
         if tool_use_id not in self._pending_tools:
             raise ValueError(f"no tool call {tool_use_id!r} is waiting for a result (unknown or already answered)")
-        if isinstance(content, dict | list):
-            text = json.dumps(content)
-        elif isinstance(content, str):
-            text = content
-        else:
-            raise TypeError(f"tool result content must be str, dict or list, got {type(content).__name__}")
+        text = tool_result_text(content)
         if not self._send(codec.encode(msg.ToolResultIn(tool_use_id, text)), audio=0):
             return False
         del self._pending_tools[tool_use_id]

@@ -61,6 +61,15 @@ def is_interrupted_marker(text: str) -> bool:
         return False
 
 
+def tool_result_text(content: str | dict[str, Any] | list[Any]) -> str:
+    """A tool result as the service takes it: a string, normally JSON."""
+    if isinstance(content, dict | list):
+        return json.dumps(content)
+    if isinstance(content, str):
+        return content
+    raise TypeError(f"tool result content must be str, dict or list, got {type(content).__name__}")
+
+
 def parse_tool_arguments(content: Any) -> dict[str, Any]:
     """toolUse.content is a JSON string of arguments, sometimes encoded twice: peel up to two layers."""
     value = content
@@ -206,12 +215,10 @@ class SonicSession:
             raise UnknownToolUse(f"tool use {tool_use_id!r} was already answered")
         if tool_use_id not in self._pending_tools:
             raise UnknownToolUse(f"no tool use {tool_use_id!r} is waiting for a result")
-        if isinstance(content, dict | list):
-            text = json.dumps(content)
-        elif isinstance(content, str):
-            text = content
-        else:
-            raise ProtocolError(f"tool result content must be str, dict or list, got {type(content).__name__}")
+        try:
+            text = tool_result_text(content)
+        except TypeError as exc:
+            raise ProtocolError(str(exc)) from None
         del self._pending_tools[tool_use_id]
         self._answered_tools.add(tool_use_id)
         self.history.append(hist.Message(ev.Role.ASSISTANT, hist.tool_result_line(tool_use_id, text)))
