@@ -83,16 +83,18 @@ def test_many_concurrent_streams_share_one_connection(tmp_path: Path) -> None:
     assert all(r.get("audioOutput", 0) > 0 and r.get("completionEnd") == 1 for r in results), results
 
 
-def test_ctrl_c_stops_the_server_cleanly(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "sonic_bridge.cli", "fake-server", "--port", "0",
-                             "--cert-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_ctrl_c_stops_the_server_cleanly_and_removes_its_generated_ca() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "sonic_bridge.cli", "fake-server", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("LISTENING https://127.0.0.1:")
+        ca = Path(proc.stdout.readline().split()[1])
+        assert ca.exists()
         os.kill(proc.pid, signal.SIGINT)
         start = time.monotonic()
         assert proc.wait(5) == 0
         assert time.monotonic() - start < 2
         assert proc.stderr is not None and "stopped" in proc.stderr.read()
-        assert (tmp_path / "ca.pem").exists()
+        assert not ca.parent.exists()  # nothing left in /tmp
     finally:
         end_process(proc)

@@ -95,10 +95,13 @@ def cmd_fake_server(args: argparse.Namespace) -> int:
     if bool(args.cert) != bool(args.key):
         raise ValueError("--cert and --key go together")
     ca_path = None
+    generated: tempfile.TemporaryDirectory[str] | None = None  # removed again when the server stops
     if args.cert:
         cert, key = Path(args.cert), Path(args.key)
     else:
-        folder = Path(args.cert_dir or tempfile.mkdtemp(prefix="sonic-fake-ca-"))
+        if args.cert_dir is None:
+            generated = tempfile.TemporaryDirectory(prefix="sonic-fake-ca-")
+        folder = Path(args.cert_dir or generated.name)  # type: ignore[union-attr]
         ca_path, cert, key = make_certificates(folder, args.san or ["localhost", "127.0.0.1", "::1"])
 
     async def serve() -> None:
@@ -117,6 +120,9 @@ def cmd_fake_server(args: argparse.Namespace) -> int:
         asyncio.run(serve())
     except KeyboardInterrupt:
         sys.stderr.write("sonic-bridge: fake server stopped\n")
+    finally:
+        if generated is not None:
+            generated.cleanup()
     return 0
 
 
@@ -172,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     fake.add_argument("--cert", help="server certificate (PEM); default: a generated test CA and certificate")
     fake.add_argument("--key", help="server private key (PEM)")
     fake.add_argument("--san", action="append", help="names for the generated certificate (repeatable)")
-    fake.add_argument("--cert-dir", help="where the generated CA and certificate go (default: a temp folder)")
+    fake.add_argument("--cert-dir", help="where the generated CA and certificate go (default: a temp folder, "
+                      "removed when the server stops)")
     fake.add_argument("--scenario", help="scenario file (JSON or YAML)")
     fake.add_argument("--seed", type=int)
     fake.add_argument("--time-scale", type=float, default=1.0, help="multiply every service duration")

@@ -192,7 +192,8 @@ def _server() -> Any:
     import subprocess
     import sys
 
-    folder = tempfile.mkdtemp(prefix="sonic-bench-")
+    folder_handle = tempfile.TemporaryDirectory(prefix="sonic-bench-")
+    folder = folder_handle.name
     proc = subprocess.Popen([sys.executable, "-m", "sonic_bridge.cli", "fake-server", "--port", "0", "--cert-dir",
                              folder], stdout=subprocess.PIPE, text=True)
     try:
@@ -209,6 +210,7 @@ def _server() -> Any:
             proc.wait()
         if proc.stdout:
             proc.stdout.close()
+        folder_handle.cleanup()
 
 
 def _stream_and_sample(config: BridgeConfig, seconds: float) -> dict[str, Any]:
