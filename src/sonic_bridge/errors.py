@@ -21,6 +21,5 @@ PROTOCOL = "protocol_error"  # an intent the session refused (e.g. unknown tool 
 # Warnings (events.Warning.code)
 HOST_RING_FULL = "host_ring_full"  # host -> worker ring full: frames dropped
 WORKER_RING_FULL = "worker_ring_full"  # worker -> host ring full: events dropped
-AUDIO_BACKLOG_DROPPED = "audio_backlog_dropped"
 UNKNOWN_SERVICE_EVENT = "unknown_service_event"
 BAD_SERVICE_EVENT = "bad_service_event"

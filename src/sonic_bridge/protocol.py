@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sonic_bridge import errors
 from sonic_bridge import events as ev
 from sonic_bridge import history as hist
 from sonic_bridge.settings import SessionSettings
@@ -118,7 +119,6 @@ class SonicSession:
         self._turn_id = first_turn
         self._assistant_in_turn = first_turn == 0
         self.history: list[hist.Message] = list(settings.history)
-        self.completion_started = False
 
     # ------------------------------------------------------------------ state
     @property
@@ -267,18 +267,17 @@ class SonicSession:
             if not isinstance(body, dict):
                 raise TypeError("event body is not an object")
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            return [ev.Warning("bad_service_event", f"could not read a service event: {exc}")]
+            return [ev.Warning(errors.BAD_SERVICE_EVENT, f"could not read a service event: {exc}")]
         handler = getattr(self, f"_on_{name}", None)
         if handler is None:
-            return [ev.Warning("unknown_service_event", f"ignored unknown service event {name!r}")]
+            return [ev.Warning(errors.UNKNOWN_SERVICE_EVENT, f"ignored unknown service event {name!r}")]
         try:
             result: list[ev.Event] = handler(body)
         except (ValueError, TypeError, KeyError, binascii.Error) as exc:
-            return [ev.Warning("bad_service_event", f"could not read {name}: {exc}")]
+            return [ev.Warning(errors.BAD_SERVICE_EVENT, f"could not read {name}: {exc}")]
         return result
 
     def _on_completionStart(self, body: dict[str, Any]) -> list[ev.Event]:
-        self.completion_started = True
         return []
 
     def _on_completionEnd(self, body: dict[str, Any]) -> list[ev.Event]:

@@ -14,7 +14,6 @@ import collections
 import contextlib
 import dataclasses
 import datetime
-import json
 import logging
 import random
 import time
@@ -25,7 +24,7 @@ from sonic_bridge import messages as msg
 from sonic_bridge.audio import Converter
 from sonic_bridge.backends.base import Backend, BackendError, Stream
 from sonic_bridge.config import BridgeConfig
-from sonic_bridge.history import Message, tool_result_line
+from sonic_bridge.history import Message, tool_call_line, tool_result_line
 from sonic_bridge.outbox import Outbox
 from sonic_bridge.protocol import JsonEvent, ProtocolError, SonicSession, dumps
 
@@ -411,9 +410,7 @@ class SessionRunner:
         elif isinstance(event, ev.TurnEnded) and event.stop_reason == "END_TURN":
             self._unanswered = None
         elif isinstance(event, ev.ToolCall):
-            self.history.append(
-                Message(ev.Role.ASSISTANT, f"[tool call {event.name} {json.dumps(event.arguments, sort_keys=True)}]")
-            )
+            self.history.append(Message(ev.Role.ASSISTANT, tool_call_line(event.name, event.arguments)))
         self.outbox.send(event)
 
     # ------------------------------------------------------------------ reporting
