@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sonic_bridge import codec
@@ -65,6 +66,70 @@ def test_audio_travels_as_raw_bytes_not_pickled() -> None:
 def test_bad_bytes_raise_codec_error_or_decode(data: bytes) -> None:
     with contextlib.suppress(codec.CodecError):
         codec.decode(data)
+
+
+def _field(raw: bytes) -> bytes:
+    return len(raw).to_bytes(4, "little") + raw
+
+
+def _tool_call_bytes(arguments: bytes) -> bytes:
+    return b"\x04" + _field(b"get_weather") + _field(b"t1") + _field(arguments)
+
+
+# Bytes near real messages reach deeper than random ones: valid encodings cut, flipped or extended,
+# and tool calls whose JSON field is hostile (deep, NaN, not an object, not UTF-8).
+hostile_json = st.one_of(
+    st.integers(1, 200_000).map(lambda n: b"[" * n + b"]" * n),
+    st.integers(1, 200_000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n),
+    st.sampled_from([b'{"x": NaN}', b'{"x": -Infinity}', b'{"x": 1e999}', b"[1, 2]", b'"text"', b"null", b"\xff{}"]),
+    st.binary(max_size=40),
+)
+near_messages = st.one_of(
+    hostile_json.map(_tool_call_bytes),
+    st.tuples(any_message.map(codec.encode), st.integers(0, 300), st.integers(0, 255)).map(
+        lambda t: t[0][: t[1]] + bytes([t[2]]) + t[0][t[1] + 1 :]
+    ),
+    st.tuples(any_message.map(codec.encode), st.integers(0, 300)).map(lambda t: t[0][: t[1]]),
+    st.tuples(any_message.map(codec.encode), st.binary(min_size=1, max_size=8)).map(lambda t: t[0] + t[1]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(near_messages)
+def test_only_codec_error_comes_out_of_decoding_arbitrary_bytes(data: bytes) -> None:
+    try:
+        value = codec.decode(data)
+    except codec.CodecError:
+        return
+    assert codec.decode(codec.encode(value)) == value  # whatever decodes is a message that round-trips
+
+
+@pytest.mark.parametrize(
+    ("arguments", "why"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested deeper than"),
+        (b'{"a":' * 500 + b"1" + b"}" * 500, "nested deeper than 64"),
+        (b'{"x": NaN}', "NaN is not JSON"),
+        (b'{"x": 1e999}', "out of range"),
+        (b"[1, 2]", "must be an object, got list"),
+    ],
+)
+def test_a_hostile_json_field_is_a_codec_error_not_a_crash(arguments: bytes, why: str) -> None:
+    with pytest.raises(codec.CodecError, match=why):
+        codec.decode(_tool_call_bytes(arguments))
+
+
+def test_a_lone_surrogate_from_the_service_is_replaced_not_fatal() -> None:
+    text = json.loads('"caf\\ud800e"')  # valid JSON, not valid UTF-8
+    back = codec.decode(codec.encode(ev.Transcript(ev.Role.ASSISTANT, ev.Stage.FINAL, text, 1)))
+    assert back == ev.Transcript(ev.Role.ASSISTANT, ev.Stage.FINAL, "caf\ufffde", 1)
+    back = codec.decode(codec.encode(ev.ToolCall(text, "t", {"k": text})))
+    assert back.arguments == {"k": text}  # type: ignore[union-attr]  # JSON escapes it: kept exactly
+
+
+def test_a_tool_call_with_nan_is_refused_when_encoded() -> None:
+    with pytest.raises(ValueError, match="JSON has no NaN"):
+        codec.encode(ev.ToolCall("x", "t", {"v": float("nan")}))
 
 
 @pytest.mark.parametrize(

@@ -501,3 +501,92 @@ def test_every_sequence_the_session_produces_is_accepted_by_the_checker(
         if "contentStart" in e["event"] and e["event"]["contentStart"]["type"] == "TOOL"
     ]
     assert len(answered) == len(set(answered)) and "ghost" not in answered
+
+
+# --------------------------------------------------------------------------- hardening (issue 16)
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ({"event": {"usageEvent": {"details": "12 tokens"}}}, "details must be an object, got a string"),
+        ({"event": {"usageEvent": {"details": {"delta": {"input": {"speechTokens": "x"}}}}}}, "speechTokens"),
+        ({"event": {"usageEvent": {"details": {"total": {"output": {"textTokens": 10**30}}}}}}, "textTokens"),
+        ({"event": {"usageEvent": {"details": {"total": {"output": {"textTokens": -1}}}}}}, "textTokens"),
+        ({"event": {"contentStart": {"additionalModelFields": "[1]"}}}, "additionalModelFields must be an object"),
+        ({"event": {"textOutput": {"content": {"text": "hi"}}}}, "content must be a string, got an object"),
+        ({"event": {"toolUse": {"toolName": ["x"], "toolUseId": "t"}}}, "toolName must be a string"),
+        ({"event": {"contentEnd": {"stopReason": 7}}}, "stopReason must be a string, got a number"),
+        ({"event": {"audioOutput": {"content": None}}}, "content is missing"),
+        ({"event": []}, "could not read"),
+        ({"event": {"a": {}, "b": {}}}, "could not read"),
+        ([1, 2], "could not read"),
+        ('{"event": {"textOutput": {"content": ' + DEEP + "}}}", "nested deeper than"),
+        ('{"event": {"usageEvent": {"totalTokens": NaN}}}', "NaN"),
+    ],
+)
+def test_a_malformed_service_event_becomes_a_warning_naming_the_field(raw: Any, why: str) -> None:
+    s = session()
+    s.start()
+    got = s.receive(raw)
+    warnings = [e for e in got if isinstance(e, ev.Warning)]
+    assert warnings and warnings[0].code == "bad_service_event", got
+    assert why in warnings[0].message
+    # The conversation goes on: a well-formed event after it is read as usual.
+    assert s.receive({"event": {"textOutput": {"role": "USER", "content": "still here"}}}) == [
+        ev.Transcript(ev.Role.USER, ev.Stage.FINAL, "still here", 1)
+    ]
+
+
+def test_an_unknown_generation_stage_keeps_the_block_and_warns() -> None:
+    s = session()
+    s.start()
+    got = s.receive({"event": {"contentStart": {"contentId": "c", "type": "TEXT", "role": "ASSISTANT",
+                                                "additionalModelFields": '{"generationStage": "DRAFT"}'}}})
+    assert [type(e) for e in got] == [ev.Warning] and "DRAFT" in got[0].message  # type: ignore[union-attr]
+    assert s.receive({"event": {"textOutput": {"contentId": "c", "content": "hello"}}}) == [
+        ev.Transcript(ev.Role.ASSISTANT, ev.Stage.FINAL, "hello", 1)
+    ]
+
+
+def test_deep_or_non_finite_tool_arguments_reach_the_host_as_raw_text() -> None:
+    s = session(tools=(WEATHER,))
+    s.start()
+    for content in ("[" * 5000 + "]" * 5000, '{"x": NaN}', '{"x": 1e999}'):
+        (call,) = s.receive({"event": {"toolUse": {"toolName": "get_weather", "toolUseId": "t", "content": content}}})
+        assert call == ev.ToolCall("get_weather", "t", {"_raw": content})
+
+
+def test_an_interrupted_marker_check_survives_deep_text() -> None:
+    s = session()
+    s.start()
+    (t,) = s.receive({"event": {"textOutput": {"role": "ASSISTANT", "content": "{" + DEEP}}})
+    assert isinstance(t, ev.Transcript)
+
+
+@pytest.mark.parametrize(
+    ("content", "error", "why"),
+    [
+        ({"temperature": float("nan")}, ValueError, r"nan at \['temperature'\]; JSON has no NaN or infinity"),
+        ([1.0, float("inf")], ValueError, r"inf at \[1\]"),
+        ({"a": {"b": -float("inf")}}, ValueError, r"-inf at \['a'\]\['b'\]"),
+        ({"s": {1, 2}}, TypeError, r"set at \['s'\], which JSON cannot carry"),
+        (json.loads("[" * 200 + "]" * 200), ValueError, "nested deeper than 64 levels"),
+    ],
+)
+def test_tool_results_that_are_not_json_are_refused_before_anything_is_sent(
+    content: Any, error: type[Exception], why: str
+) -> None:
+    from sonic_bridge.protocol import tool_result_text
+
+    with pytest.raises(error, match=why):
+        tool_result_text(content)
+    s = session(tools=(WEATHER,))
+    s.start()
+    s.receive({"event": {"toolUse": {"toolName": "get_weather", "toolUseId": "t", "content": "{}"}}})
+    with pytest.raises(ProtocolError, match=why):
+        s.tool_result("t", content)
+    assert s.pending_tool_uses == {"t": "get_weather"}  # still waiting: nothing was consumed
+    out = s.tool_result("t", {"temperature": 21.5})
+    assert json.loads(out[1]["event"]["toolResult"]["content"]) == {"temperature": 21.5}

@@ -8,13 +8,13 @@ raise ``CodecError`` instead of producing a wrong value.
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
 from sonic_bridge import events as ev
+from sonic_bridge import jsonval
 from sonic_bridge import messages as msg
 
 
@@ -58,7 +58,7 @@ def encode(value: ev.Event | msg.Command | msg.LogLine | msg.AudioAccounted) -> 
             _AUDIO_IN.pack(_TAG_AUDIO_IN, value.sample_rate, _FORMATS.index(value.sample_format), value.seq) + value.pcm
         )
     if isinstance(value, ev.AudioOut):
-        rid = value.response_id.encode()
+        rid = _utf8(value.response_id)
         head = _AUDIO_OUT.pack(_TAG_AUDIO_OUT, value.sample_rate, _FORMATS.index(value.sample_format), len(rid))
         return head + rid + value.pcm
     try:
@@ -134,9 +134,16 @@ def _format(code: int, nbytes: int) -> ev.SampleFormat:
     return fmt
 
 
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate (JSON allows "\ud800") becomes U+FFFD, not a crash
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
+
+
 def _encode_field(kind: _Kind, item: Any) -> bytes:
     if kind == "s":
-        raw = str(item).encode()
+        raw = _utf8(str(item))
         return _U32.pack(len(raw)) + raw
     if kind == "b":
         return _U32.pack(len(item)) + bytes(item)
@@ -145,7 +152,7 @@ def _encode_field(kind: _Kind, item: Any) -> bytes:
     if kind == "?":
         return b"\x01" if item else b"\x00"
     if kind == "j":
-        raw = json.dumps(item, separators=(",", ":")).encode()
+        raw = jsonval.dumps(item, what="a JSON field", compact=True).encode()
         return _U32.pack(len(raw)) + raw
     assert isinstance(kind, type)
     raw = str(item.value).encode()
@@ -180,9 +187,12 @@ def _decode_field(kind: _Kind, buf: memoryview, offset: int) -> tuple[Any, int]:
         return text, offset
     if kind == "j":
         try:
-            return json.loads(text), offset
-        except json.JSONDecodeError as exc:
-            raise CodecError(f"JSON field is invalid: {exc}") from None
+            value = jsonval.loads(text, what="JSON field")
+        except jsonval.JsonError as exc:  # invalid, NaN, or nested too deep to decode safely
+            raise CodecError(str(exc)) from None
+        if not isinstance(value, dict):
+            raise CodecError(f"JSON field must be an object, got {type(value).__name__}")
+        return value, offset
     assert isinstance(kind, type)
     converter: Callable[[str], Any] = kind
     try:

@@ -9,15 +9,15 @@ a TEXT or TOOL block is always returned whole, so user audio can never land insi
 from __future__ import annotations
 
 import base64
-import binascii
 import enum
 import json
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sonic_bridge import errors
+from sonic_bridge import errors, jsonval
 from sonic_bridge import events as ev
 from sonic_bridge import history as hist
 from sonic_bridge.settings import SessionSettings
@@ -26,6 +26,10 @@ JsonEvent = dict[str, Any]
 INTERRUPTED_MARKER = '{ "interrupted" : true }'
 # One audioInput event stays far below the SDK's 1,000,000-byte part limit once base64-encoded.
 MAX_AUDIO_EVENT_BYTES = 64_000
+# Content blocks the service opened and never closed are forgotten oldest first beyond this many.
+MAX_OPEN_BLOCKS = 256
+_I64_MAX = 2**63 - 1
+_STAGES = frozenset(stage.value for stage in ev.Stage)
 
 
 class ProtocolError(Exception):
@@ -34,6 +38,61 @@ class ProtocolError(Exception):
 
 class UnknownToolUse(ProtocolError):
     pass
+
+
+class _Malformed(ValueError):
+    """A service event field of the wrong shape (reported as a warning, never raised to the caller)."""
+
+
+def _kind(value: object) -> str:
+    """A JSON value's kind, for messages: 'a string', 'an object', 'a number'..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def _str(body: dict[str, Any], key: str, default: str | None = None) -> str:
+    """A string field; absent or null gives ``default`` (required when ``default`` is None)."""
+    value = body.get(key)
+    if value is None:
+        if default is None:
+            raise _Malformed(f"{key} is missing")
+        return default
+    if not isinstance(value, str):
+        raise _Malformed(f"{key} must be a string, got {_kind(value)}")
+    return value
+
+
+def _obj(body: dict[str, Any], key: str, where: str = "") -> dict[str, Any]:
+    """An object field; absent or null gives an empty object."""
+    value = body.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _Malformed(f"{where}{key} must be an object, got {_kind(value)}")
+    return value
+
+
+def _count(part: dict[str, Any], key: str, where: str) -> int:
+    """A token count: a whole number from 0 that fits the host's 64-bit field."""
+    value = part.get(key, 0)
+    if value is None:
+        return 0
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _I64_MAX:
+        raise _Malformed(f"{where}.{key} must be a whole number from 0 to 2**63-1, got {value!r:.40}")
+    return value
 
 
 class _Phase(enum.Enum):
@@ -54,36 +113,50 @@ def _event(name: str, body: dict[str, Any]) -> JsonEvent:
 
 
 def is_interrupted_marker(text: str) -> bool:
-    if text.strip() == INTERRUPTED_MARKER:
+    stripped = text.strip()
+    if stripped == INTERRUPTED_MARKER:
         return True
+    if not (stripped.startswith("{") and stripped.endswith("}") and len(stripped) < 200):
+        return False  # only a tiny object can be the marker: never parse long transcripts
     try:
-        return bool(json.loads(text) == {"interrupted": True})
-    except (ValueError, TypeError):
+        return bool(jsonval.loads(stripped, what="text") == {"interrupted": True})
+    except ValueError:
         return False
 
 
 def tool_result_text(content: str | dict[str, Any] | list[Any]) -> str:
-    """A tool result as the service takes it: a string, normally JSON."""
+    """A tool result as the service takes it: a string, normally JSON.
+
+    A dict or list must be plain JSON: NaN, infinity, sets, bytes or nesting deeper than
+    ``jsonval.MAX_DEPTH`` raise here (``ValueError``, ``TypeError`` for a wrong type), on the host,
+    before anything is queued: the service would refuse the non-JSON token ``NaN`` and end the turn.
+    """
     if isinstance(content, dict | list):
-        return json.dumps(content)
+        return jsonval.dumps(content, what="tool result")
     if isinstance(content, str):
         return content
     raise TypeError(f"tool result content must be str, dict or list, got {type(content).__name__}")
 
 
 def parse_tool_arguments(content: Any) -> dict[str, Any]:
-    """toolUse.content is a JSON string of arguments, sometimes encoded twice: peel up to two layers."""
+    """toolUse.content is a JSON string of arguments, sometimes encoded twice: peel up to two layers.
+
+    Text that is not plain JSON (invalid, NaN, too deep) reaches the host as ``{"_raw": text}`` so that
+    the call can still be answered.
+    """
     value = content
     for _ in range(3):
         if isinstance(value, dict):
-            return value
+            break
         if not isinstance(value, str):
             break
         try:
-            value = json.loads(value) if value.strip() else {}
+            value = jsonval.loads(value, what="toolUse.content") if value.strip() else {}
         except ValueError:
             return {"_raw": content}
-    return value if isinstance(value, dict) else {"_value": value}
+    result = value if isinstance(value, dict) else {"_value": value}
+    jsonval.check(result, what="toolUse.content")  # the host's codec carries only plain JSON
+    return result
 
 
 class SonicSession:
@@ -217,7 +290,7 @@ class SonicSession:
             raise UnknownToolUse(f"no tool use {tool_use_id!r} is waiting for a result")
         try:
             text = tool_result_text(content)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ProtocolError(str(exc)) from None
         del self._pending_tools[tool_use_id]
         self._answered_tools.add(tool_use_id)
@@ -260,39 +333,51 @@ class SonicSession:
 
     # ------------------------------------------------------------------ service output
     def receive(self, raw: JsonEvent | str | bytes) -> list[ev.Event]:
-        """Host events for one service output event. Unknown or malformed events become warnings."""
+        """Host events for one service output event. Unknown or malformed events become warnings.
+
+        Never raises: the service changes its event shapes between model generations, and one
+        unexpected field must not end the conversation. Handlers read every field before they change
+        any state, so a refused event leaves the session as it was.
+        """
         try:
-            event = json.loads(raw) if isinstance(raw, str | bytes) else raw
+            if isinstance(raw, str | bytes | bytearray):
+                event = jsonval.loads(raw, what="the event")
+            else:
+                jsonval.check(raw, what="the event")
+                event = raw
+            if not isinstance(event, dict) or not isinstance(event.get("event"), dict):
+                raise _Malformed(f"expected {{'event': {{name: body}}}}, got {_kind(event)}")
+            if len(event["event"]) != 1:
+                raise _Malformed(f"expected one event name, got {len(event['event'])}")
             ((name, body),) = event["event"].items()
             if not isinstance(body, dict):
-                raise TypeError("event body is not an object")
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise _Malformed(f"the body of {name!r} is {_kind(body)}, not an object")
+        except ValueError as exc:
             return [ev.Warning(errors.BAD_SERVICE_EVENT, f"could not read a service event: {exc}")]
-        handler = getattr(self, f"_on_{name}", None)
+        handler = getattr(self, f"_on_{name}", None) if isinstance(name, str) else None
         if handler is None:
-            return [ev.Warning(errors.UNKNOWN_SERVICE_EVENT, f"ignored unknown service event {name!r}")]
+            return [ev.Warning(errors.UNKNOWN_SERVICE_EVENT, f"ignored unknown service event {name!r:.80}")]
         try:
             result: list[ev.Event] = handler(body)
-        except (ValueError, TypeError, KeyError, binascii.Error) as exc:
-            return [ev.Warning(errors.BAD_SERVICE_EVENT, f"could not read {name}: {exc}")]
+        except Exception as exc:  # any bad shape: reported, and the stream reader goes on
+            why = str(exc) if isinstance(exc, _Malformed) else f"{type(exc).__name__}: {exc}"
+            return [ev.Warning(errors.BAD_SERVICE_EVENT, f"ignored a malformed {name}: {why}")]
         return result
 
     def _on_completionStart(self, body: dict[str, Any]) -> list[ev.Event]:
         return []
 
     def _on_completionEnd(self, body: dict[str, Any]) -> list[ev.Event]:
-        return self._end_response(str(body.get("stopReason", "END_TURN")))
+        return self._end_response(_str(body, "stopReason", "END_TURN"))
 
     def _on_contentStart(self, body: dict[str, Any]) -> list[ev.Event]:
-        kind = str(body.get("type", ""))
-        role = str(body.get("role", ""))
-        stage = ev.Stage.FINAL
-        extra = body.get("additionalModelFields")
-        if extra:
-            fields_ = json.loads(extra) if isinstance(extra, str) else extra
-            stage = ev.Stage(fields_.get("generationStage", "FINAL"))
-        self._blocks[str(body.get("contentId", ""))] = _Block(kind, role, stage)
-        out: list[ev.Event] = []
+        kind = _str(body, "type", "")
+        role = _str(body, "role", "")
+        content_id = _str(body, "contentId", "")
+        stage, out = self._generation_stage(body.get("additionalModelFields"))
+        self._blocks[content_id] = _Block(kind, role, stage)
+        while len(self._blocks) > MAX_OPEN_BLOCKS:
+            del self._blocks[next(iter(self._blocks))]
         if role == "USER" and kind == "TEXT":
             if self._assistant_in_turn:
                 out += self._end_response("END_TURN")
@@ -307,10 +392,27 @@ class SonicSession:
                 self._response_id = f"{self._response_prefix}{self._response_count}"
         return out
 
+    @staticmethod
+    def _generation_stage(extra: Any) -> tuple[ev.Stage, list[ev.Event]]:
+        """The block's stage; an unreadable or new stage keeps the block (as FINAL) with a warning."""
+        if not extra:
+            return ev.Stage.FINAL, []
+        try:
+            fields_ = jsonval.loads(extra, what="additionalModelFields") if isinstance(extra, str) else extra
+            if not isinstance(fields_, dict):
+                raise _Malformed(f"additionalModelFields must be an object, got {_kind(fields_)}")
+            stage = _str(fields_, "generationStage", "FINAL")
+            if stage not in _STAGES:
+                raise _Malformed(f"unknown generationStage {stage!r:.40}")
+        except ValueError as exc:
+            why = f"contentStart: {exc} (the block is read as FINAL)"
+            return ev.Stage.FINAL, [ev.Warning(errors.BAD_SERVICE_EVENT, why)]
+        return ev.Stage(stage), []
+
     def _on_textOutput(self, body: dict[str, Any]) -> list[ev.Event]:
-        block = self._blocks.get(str(body.get("contentId", "")), _Block("TEXT", "ASSISTANT", ev.Stage.FINAL))
-        text = str(body["content"])
-        role_name = str(body.get("role") or block.role or "ASSISTANT")
+        text = _str(body, "content")
+        block = self._blocks.get(_str(body, "contentId", ""), _Block("TEXT", "ASSISTANT", ev.Stage.FINAL))
+        role_name = _str(body, "role", "") or block.role or "ASSISTANT"
         if role_name == "ASSISTANT" and is_interrupted_marker(text):
             return self._interrupt()
         role = ev.Role.USER if role_name == "USER" else ev.Role.ASSISTANT
@@ -319,24 +421,28 @@ class SonicSession:
         return [ev.Transcript(role, block.stage, text, max(self._turn_id, 1))]
 
     def _on_audioOutput(self, body: dict[str, Any]) -> list[ev.Event]:
-        pcm = base64.b64decode(body["content"], validate=True)
+        pcm = base64.b64decode(_str(body, "content"), validate=True)
+        if len(pcm) % 2:
+            raise _Malformed(f"content holds {len(pcm)} bytes, not whole 16-bit samples")
         rid = self._response_id or self._last_response_id or f"{self._response_prefix}0"
         if rid in self._interrupted or not pcm:
             return []
         return [ev.AudioOut(pcm, self.settings.output_rate, ev.SampleFormat.INT16, rid)]
 
     def _on_toolUse(self, body: dict[str, Any]) -> list[ev.Event]:
-        tool_use_id = str(body["toolUseId"])
-        name = str(body["toolName"])
+        tool_use_id = _str(body, "toolUseId")
+        name = _str(body, "toolName")
         arguments = parse_tool_arguments(body.get("content", "{}"))
         self._pending_tools[tool_use_id] = name
         self.history.append(hist.Message(ev.Role.ASSISTANT, hist.tool_call_line(name, arguments)))
         return [ev.ToolCall(name, tool_use_id, arguments)]
 
     def _on_contentEnd(self, body: dict[str, Any]) -> list[ev.Event]:
-        block = self._blocks.pop(str(body.get("contentId", "")), None)
-        reason = str(body.get("stopReason", ""))
-        kind = str(body.get("type", block.type if block else ""))
+        content_id = _str(body, "contentId", "")
+        reason = _str(body, "stopReason", "")
+        declared = _str(body, "type", "")
+        block = self._blocks.pop(content_id, None)
+        kind = declared or (block.type if block else "")
         if reason == "INTERRUPTED":
             return self._interrupt() + self._end_response("INTERRUPTED")
         if reason == "END_TURN" and kind == "TEXT" and (block is None or block.role == "ASSISTANT"):
@@ -344,18 +450,20 @@ class SonicSession:
         return []
 
     def _on_usageEvent(self, body: dict[str, Any]) -> list[ev.Event]:
-        details = body.get("details", {})
+        details = _obj(body, "details")
 
-        def counts(part: dict[str, Any]) -> ev.TokenCounts:
-            i, o = part.get("input", {}), part.get("output", {})
+        def counts(name: str) -> ev.TokenCounts:
+            part = _obj(details, name, "details.")
+            i = _obj(part, "input", f"details.{name}.")
+            o = _obj(part, "output", f"details.{name}.")
             return ev.TokenCounts(
-                int(i.get("speechTokens", 0)),
-                int(i.get("textTokens", 0)),
-                int(o.get("speechTokens", 0)),
-                int(o.get("textTokens", 0)),
+                _count(i, "speechTokens", f"details.{name}.input"),
+                _count(i, "textTokens", f"details.{name}.input"),
+                _count(o, "speechTokens", f"details.{name}.output"),
+                _count(o, "textTokens", f"details.{name}.output"),
             )
 
-        return [ev.Usage(counts(details.get("delta", {})), counts(details.get("total", {})))]
+        return [ev.Usage(counts("delta"), counts("total"))]
 
     # ------------------------------------------------------------------ helpers
     def _interrupt(self) -> list[ev.Event]:
