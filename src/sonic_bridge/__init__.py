@@ -1,5 +1,6 @@
 """sonic-bridge: a never-blocking bridge between synchronous avatar hosts and Amazon Nova Sonic."""
 
+from sonic_bridge._version import __version__ as __version__
 from sonic_bridge.events import (
     AudioOut,
     BridgeState,
@@ -19,8 +20,6 @@ from sonic_bridge.events import (
 )
 from sonic_bridge.history import Message
 from sonic_bridge.settings import Inference, SessionSettings, Tool
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AudioOut",

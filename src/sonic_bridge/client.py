@@ -1,8 +1,14 @@
 """``SonicBridge``: the host's synchronous facade. No call blocks, whatever the worker is doing.
 
 Every call on the cycle path (push_audio, send_text, send_tool_result, poll, stats) touches only
-shared memory, one eventfd write and ``waitpid(WNOHANG)``; none waits on the worker. Only ``wait``
-(by design) and ``close`` (bounded by its timeout) may sleep.
+shared memory, one eventfd write, an uncontended lock and ``waitpid(WNOHANG)``; none waits on the
+worker. Only ``wait`` (by design) and ``close`` (bounded by its timeout) may sleep.
+
+Threads: the producer side (push_audio, send_text, send_tool_result) is serialised by one lock, so any
+number of host threads may call it; the ring itself stays single-producer. poll()/poll_timed() are
+serialised by another lock: concurrent polls each get a disjoint share of the events, in order. The
+two locks are only ever held for microseconds (a worker restart inside a poll holds the consumer lock
+for the few milliseconds a process spawn takes), and a producer never waits for a poller.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import select
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -22,16 +29,16 @@ from typing import IO, Any
 
 import numpy as np
 
-from sonic_bridge import codec, errors
+from sonic_bridge import codec, errors, handshake, launch
 from sonic_bridge import events as ev
 from sonic_bridge import messages as msg
+from sonic_bridge._version import __version__
 from sonic_bridge.config import HOST_RATES, BridgeConfig
 from sonic_bridge.history import Message, tool_call_line, tool_result_line
 from sonic_bridge.protocol import tool_result_text
 from sonic_bridge.ring import Doorbell, SharedRing
 
 log = logging.getLogger("sonic_bridge.client")
-worker_log = logging.getLogger("sonic_bridge.worker")
 
 MAX_FRAME_SECONDS = 10.0
 MAX_MESSAGES_PER_POLL = 4096
@@ -49,7 +56,8 @@ class BridgeStats:
     restarts: int
     frames_in: int = 0
     bytes_in: int = 0
-    frames_dropped_in: int = 0
+    frames_dropped_in: int = 0  # the worker was not keeping up (inbound ring full)
+    dropped_after_close: int = 0  # pushes and sends refused quietly because the bridge was closed
     messages_out: int = 0
     audio_frames_out: int = 0
     bytes_out: int = 0
@@ -59,6 +67,8 @@ class BridgeStats:
     worker_drop_reason: str = ""
     inbound_high_water: int = 0
     outbound_pending: int = 0
+    worker_version: str = ""
+    worker_python: str = ""
     latency_us: dict[str, float] = field(default_factory=dict)
 
 
@@ -66,50 +76,48 @@ class _Worker:
     """One worker process and the shared resources it was started with."""
 
     def __init__(
-        self, config: BridgeConfig, inbound: SharedRing, in_bell: Doorbell, outbound: SharedRing, out_bell: Doorbell
+        self,
+        python: str,
+        config: BridgeConfig,
+        config_json: bytes,
+        inbound: SharedRing,
+        in_bell: Doorbell,
+        outbound: SharedRing,
+        out_bell: Doorbell,
     ) -> None:
-        life_r, self.life_w = os.pipe()
-        config_fd = os.memfd_create("sonic-bridge-config", os.MFD_CLOEXEC)
-        os.write(config_fd, config.dumps().encode())
-        self.stderr: IO[bytes] = tempfile.TemporaryFile(prefix="sonic-bridge-worker-")
-        fds = [inbound.fd, in_bell.fd, outbound.fd, out_bell.fd, life_r, config_fd]
-        args = [
-            config.python,
-            "-m",
-            "sonic_bridge.worker",
-            "--in-ring",
-            str(inbound.fd),
-            "--in-bell",
-            str(in_bell.fd),
-            "--out-ring",
-            str(outbound.fd),
-            "--out-bell",
-            str(out_bell.fd),
-            "--life",
-            str(life_r),
-            "--config",
-            str(config_fd),
-        ]
-        env = dict(os.environ)
-        src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self.python = python
+        self.hello: handshake.Hello | None = None
+        self.serving = False
+        opened: list[int] = []
+        self.stderr: IO[bytes] | None = None
         try:
+            life_r, self.life_w = os.pipe()
+            opened += [life_r, self.life_w]
+            config_fd = os.memfd_create("sonic-bridge-config", os.MFD_CLOEXEC)
+            opened.append(config_fd)
+            os.write(config_fd, config_json)
+            self.stderr = tempfile.TemporaryFile(prefix="sonic-bridge-worker-")
+            fds = {"in-ring": inbound.fd, "in-bell": in_bell.fd, "out-ring": outbound.fd, "out-bell": out_bell.fd,
+                   "life": life_r, "config": config_fd}
             self.proc = subprocess.Popen(
-                args,
-                pass_fds=fds,
+                launch.worker_argv(python, fds),
+                pass_fds=list(fds.values()),
                 stdin=subprocess.DEVNULL,
                 stdout=self.stderr,
                 stderr=self.stderr,
-                env=env,
-                start_new_session=True,
+                env=launch.worker_environment(python, config.worker_env),
+                start_new_session=True,  # its own process group: kill() ends it and anything it started
             )
-        except OSError:
-            os.close(self.life_w)
-            self.stderr.close()
+        except BaseException:
+            for fd in opened:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            if self.stderr is not None:
+                self.stderr.close()
             raise
-        finally:
-            os.close(life_r)
-            os.close(config_fd)
+        # The worker holds its own copies now.
+        for fd in (life_r, config_fd):
+            os.close(fd)
         self.pid = self.proc.pid
         self.started = time.monotonic()
 
@@ -117,12 +125,17 @@ class _Worker:
         return self.proc.poll()
 
     def kill(self) -> None:
+        """End the worker by its pid, and its process group (a credential_process it started, say)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
         self.proc.wait()
 
     def stderr_tail(self, limit: int = 1500) -> str:
+        if self.stderr is None:
+            return ""
         with contextlib.suppress(OSError, ValueError):
             self.stderr.seek(0, os.SEEK_END)
             size = self.stderr.tell()
@@ -133,7 +146,8 @@ class _Worker:
     def release(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.life_w)
-        self.stderr.close()
+        if self.stderr is not None:
+            self.stderr.close()
 
 
 class SonicBridge:
@@ -142,6 +156,10 @@ class SonicBridge:
     >>> with SonicBridge(BridgeConfig()) as bridge:       # doctest: +SKIP
     ...     bridge.push_audio(frame, 16000)
     ...     for event in bridge.poll(): ...
+
+    Once closed (by close(), or because the worker could not be kept alive) the bridge is quiet and
+    cheap: pushes and sends return False (counted in ``stats().dropped_after_close``), poll() returns
+    the last events and then empty lists, and wait() raises BridgeClosed so no host loop can spin.
     """
 
     def __init__(self, config: BridgeConfig | None = None) -> None:
@@ -149,6 +167,7 @@ class SonicBridge:
         if not isinstance(self.config, BridgeConfig):
             raise TypeError(f"SonicBridge takes a BridgeConfig, got {type(self.config).__name__}")
         self._model = self.config.session.model
+        self._python = ""
         self._inbound: SharedRing | None = None
         self._outbound: SharedRing | None = None
         self._in_bell: Doorbell | None = None
@@ -156,7 +175,11 @@ class SonicBridge:
         self._worker: _Worker | None = None
         self._state = ev.BridgeState.CLOSED
         self._started = False
+        self._closing = False
         self._closed = False
+        self._close_reason: ev.Error | None = None
+        self._tx = threading.Lock()  # producer side: inbound writes, their counters, the rings' lifetime
+        self._rx = threading.RLock()  # consumer side and lifecycle: polls, restarts, close
         self._local: list[ev.Event] = []
         self._stamps: list[int] = []  # worker send time (monotonic ns) of each event in _local
         self._restarts = 0
@@ -171,64 +194,97 @@ class SonicBridge:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> SonicBridge:
-        """Start the worker and return at once; progress arrives as StateChanged events."""
-        if self._closed:
-            raise BridgeClosed("start() after close(): make a new SonicBridge")
-        if self._started:
-            raise RuntimeError("start() was already called")
-        self._started = True
-        self._inbound = SharedRing.create(self.config.inbound_capacity, "sonic-bridge-in")
-        self._outbound = SharedRing.create(self.config.outbound_capacity, "sonic-bridge-out")
-        self._in_bell = Doorbell()
-        self._out_bell = Doorbell()
-        self._spawn()
+        """Start the worker and return at once; progress arrives as StateChanged events.
+
+        Raises ValueError, before anything is created, when the configuration cannot be sent to a worker
+        (a setting that is not plain JSON data).
+        """
+        with self._rx:
+            if self._closed:
+                raise BridgeClosed("start() after close(): make a new SonicBridge")
+            if self._started:
+                raise RuntimeError("start() was already called")
+            self._config_json()  # refuse an unsendable configuration before any resource exists
+            self._python = self.config.python
+            self._inbound = SharedRing.create(self.config.inbound_capacity, "sonic-bridge-in")
+            self._outbound = SharedRing.create(self.config.outbound_capacity, "sonic-bridge-out")
+            self._in_bell = Doorbell()
+            self._out_bell = Doorbell()
+            self._started = True
+            self._spawn()
         return self
+
+    def _config_json(self) -> bytes:
+        try:
+            return self.config.with_history(tuple(self._history)).dumps().encode()
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ValueError(
+                f"the bridge configuration cannot be sent to the worker: {exc} (every setting, tool "
+                "input_schema and history entry must be plain JSON data: dicts, lists, strings, finite numbers)"
+            ) from None
 
     def _spawn(self) -> None:
         assert self._inbound and self._outbound and self._in_bell and self._out_bell
         self._set_state(ev.BridgeState.STARTING)
-        config = self.config.with_history(tuple(self._history))
         self._outbound.beat()  # the heartbeat clock starts now, not at the last worker's death
+        self._outbound.set_status(handshake.LAUNCHED)  # no producer is alive: the new worker's status starts here
         try:
-            self._worker = _Worker(config, self._inbound, self._in_bell, self._outbound, self._out_bell)
-        except OSError as exc:
+            config_json = self._config_json()
+            self._worker = _Worker(self._python, self.config, config_json, self._inbound, self._in_bell,
+                                   self._outbound, self._out_bell)
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
             self._worker = None
-            self._local.append(
-                ev.Error(errors.WORKER_START_FAILED, f"could not start the worker with {config.python}: {exc}", False)
-            )
-            self._shutdown()
+            self._fail(errors.WORKER_START_FAILED, f"could not start the worker with {self._python}: {exc}")
             return
         self._stall_reported = False
+        self._stats.worker_pid = self._worker.pid
 
     def close(self, timeout: float = 2.0) -> None:
-        """Close the session in the service's order; the worker is killed if it takes longer than timeout."""
-        if self._closed:
-            return
-        self._closed = True
-        worker = self._worker
-        if worker is not None and worker.exit_code() is None and self._inbound is not None:
-            self._set_state(ev.BridgeState.CLOSING)
-            if self._inbound.try_write(codec.encode(msg.CloseIn())) and self._in_bell is not None:
-                self._in_bell.ring()
-            deadline = time.monotonic() + timeout
-            while worker.exit_code() is None and time.monotonic() < deadline:
+        """Close the session in the service's order; the worker is killed if it takes longer than timeout.
+
+        Safe from any thread and idempotent: a second call (even a concurrent one) returns at once.
+        """
+        with self._rx:
+            if self._closed or self._closing:
+                return
+            self._closing = True
+            worker = self._worker
+            asked = False
+            if worker is not None and worker.exit_code() is None:
+                self._set_state(ev.BridgeState.CLOSING)
+                with self._tx:
+                    asked = self._write(codec.encode(msg.CloseIn()))
+        deadline = time.monotonic() + max(0.0, timeout)
+        while asked and worker is not None and worker.exit_code() is None and time.monotonic() < deadline:
+            with self._rx:
                 self._drain_into_local()
-                time.sleep(0.01)
+            time.sleep(0.01)
+        with self._rx:
             self._drain_into_local()
+            self._shutdown()
+
+    def _fail(self, code: str, message: str) -> None:
+        """A terminal error: report it once, then shut down."""
+        error = ev.Error(code, message, recoverable=False)
+        self._local.append(error)
+        log.error("%s", message)
+        self._close_reason = error
         self._shutdown()
 
     def _shutdown(self) -> None:
-        """Kill (by pid) and reap the worker, release every fd and mapping. Idempotent."""
-        self._closed = True
+        """Kill (by pid) and reap the worker, release every fd and mapping. Idempotent. Caller holds _rx."""
+        with self._tx:  # no producer is inside a ring while it is unmapped
+            self._closed = True
         if self._worker is not None:
             self._worker.kill()
             self._worker.release()
             self._worker = None
-        for resource in (self._inbound, self._outbound, self._in_bell, self._out_bell):
-            if resource is not None:
-                resource.close()
-        self._inbound = self._outbound = None
-        self._in_bell = self._out_bell = None
+        with self._tx:
+            for resource in (self._inbound, self._outbound, self._in_bell, self._out_bell):
+                if resource is not None:
+                    resource.close()
+            self._inbound = self._outbound = None
+            self._in_bell = self._out_bell = None
         if self._state is not ev.BridgeState.CLOSED:
             self._set_state(ev.BridgeState.CLOSED)
 
@@ -247,81 +303,106 @@ class SonicBridge:
 
     # ------------------------------------------------------------------ host -> worker
     def push_audio(self, samples: Any, sample_rate: int) -> bool:
-        """Queue one frame of user audio (int16/float32 [N], [1, N], [N, 1], or PCM16 bytes).
+        """Queue one frame of user audio (int16/float32 [N], [1, N], [N, 1], or PCM16 bytes). Any thread.
 
-        Returns False when the frame was dropped because the worker is not keeping up (counted, and
-        reported once by the next poll). Bad input raises ValueError/TypeError and queues nothing.
+        True: the frame is in the worker's ring; it reaches the service or is reported as a counted drop
+        (``stats().worker_frames_dropped``). False: not queued, because the worker is not keeping up
+        (counted, reported once by the next poll) or the bridge is closed (counted, silent). Bad input
+        raises ValueError/TypeError and queues nothing; calling before start() raises RuntimeError.
         """
-        self._require_running("push_audio")
+        if self._closed or not self._started:
+            return self._refused("push_audio")
         pcm, fmt = _frame_bytes(samples, sample_rate)
-        return self._send(codec.encode(msg.AudioIn(pcm, sample_rate, fmt, self._seq)), audio=len(pcm))
+        with self._tx:
+            if self._closed:
+                self._stats.dropped_after_close += 1
+                return False
+            if not self._write(codec.encode(msg.AudioIn(pcm, sample_rate, fmt, self._seq))):
+                return False
+            self._seq += 1
+            self._stats.frames_in += 1
+            self._stats.bytes_in += len(pcm)
+            return True
 
     def send_text(self, text: str) -> bool:
-        """Interactive text that makes the model answer (Nova 2 and later)."""
-        self._require_running("send_text")
+        """Interactive text that makes the model answer (Nova 2 and later). Any thread; returns as push_audio."""
+        if self._closed or not self._started:
+            return self._refused("send_text")
         if not isinstance(text, str) or not text.strip():
             raise ValueError("send_text needs a non-empty string")
         if not self._model.supports_text_input:
             raise ValueError(f"{self._model.model_id} does not respond to text; use a Nova 2 model or send audio")
-        return self._send(codec.encode(msg.TextIn(text)), audio=0)
+        with self._tx:
+            return self._write(codec.encode(msg.TextIn(text)))
 
     def send_tool_result(self, tool_use_id: str, content: str | dict[str, Any] | list[Any]) -> bool:
-        """Answer a ToolCall. Every call must be answered exactly once (even with an error)."""
-        self._require_running("send_tool_result")
-        if tool_use_id not in self._pending_tools:
-            raise ValueError(f"no tool call {tool_use_id!r} is waiting for a result (unknown or already answered)")
-        text = tool_result_text(content)
-        if not self._send(codec.encode(msg.ToolResultIn(tool_use_id, text)), audio=0):
-            return False
-        del self._pending_tools[tool_use_id]
-        self._history.append(Message(ev.Role.ASSISTANT, tool_result_line(tool_use_id, text)))
-        return True
+        """Answer a ToolCall. Every call must be answered exactly once (even with an error). Any thread.
 
-    def _send(self, data: bytes, *, audio: int) -> bool:
-        ring = self._inbound
-        assert ring is not None and self._in_bell is not None
+        Raises ValueError for an id that is not waiting (unknown or already answered) or content that is
+        not JSON; False when not queued (ring full: answer again; or the bridge is closed).
+        """
+        if self._closed or not self._started:
+            return self._refused("send_tool_result")
+        text = tool_result_text(content)
+        with self._tx:
+            if tool_use_id not in self._pending_tools:
+                raise ValueError(f"no tool call {tool_use_id!r} is waiting for a result (unknown or already answered)")
+            if not self._write(codec.encode(msg.ToolResultIn(tool_use_id, text))):
+                return False
+            del self._pending_tools[tool_use_id]
+            self._history.append(Message(ev.Role.ASSISTANT, tool_result_line(tool_use_id, text)))
+            return True
+
+    def _refused(self, what: str) -> bool:
+        if not self._started:
+            raise RuntimeError(f"{what}() before start()")
+        self._stats.dropped_after_close += 1
+        return False
+
+    def _write(self, data: bytes) -> bool:
+        """One record into the inbound ring and its doorbell. Caller holds _tx (or _rx during close)."""
+        ring, bell = self._inbound, self._in_bell
+        if ring is None or bell is None or self._closed:
+            self._stats.dropped_after_close += 1
+            return False
         if len(data) > ring.max_message():
-            raise ValueError(f"message of {len(data)} bytes is larger than the inbound ring ({ring.capacity} bytes)")
+            raise ValueError(
+                f"message of {len(data)} bytes is larger than the inbound ring takes ({ring.max_message()} bytes, "
+                f"half its capacity of {ring.capacity}); raise inbound_capacity or send less at once"
+            )
         if not ring.try_write(data):
             self._stats.frames_dropped_in += 1
             self._unreported_drops += 1
             return False
-        self._in_bell.ring()
-        if audio:
-            self._seq += 1
-            self._stats.frames_in += 1
-            self._stats.bytes_in += audio
+        bell.ring()
         return True
-
-    def _require_running(self, what: str) -> None:
-        if self._closed:
-            raise BridgeClosed(f"{what}() after close()")
-        if not self._started:
-            raise RuntimeError(f"{what}() before start()")
 
     # ------------------------------------------------------------------ worker -> host
     def poll(self, max_messages: int = MAX_MESSAGES_PER_POLL) -> list[ev.Event]:
-        """Everything that happened since the last poll. Never waits."""
+        """Everything that happened since the last poll. Never waits. Any thread (polls are serialised)."""
         return [event for event, _ in self.poll_timed(max_messages)]
 
     def poll_timed(self, max_messages: int = MAX_MESSAGES_PER_POLL) -> list[tuple[ev.Event, int]]:
         """Like poll(), with the time (``time.monotonic_ns()``) each event left the worker or was made here."""
-        if self._started and not self._closed:
-            self._check_worker()
-        self._drain_into_local(max_messages)
-        if self._unreported_drops:
-            self._local.append(
-                ev.Warning(
-                    errors.HOST_RING_FULL,
-                    "the worker is not keeping up: frames were dropped before reaching it",
-                    self._unreported_drops,
+        with self._rx:
+            if self._closed and not self._local:
+                return []
+            if self._started and not self._closed:
+                self._check_worker()
+            self._drain_into_local(max_messages)
+            with self._tx:
+                drops, self._unreported_drops = self._unreported_drops, 0
+            if drops:
+                self._local.append(
+                    ev.Warning(
+                        errors.HOST_RING_FULL, "the worker is not keeping up: frames were dropped before reaching it",
+                        drops,
+                    )
                 )
-            )
-            self._unreported_drops = 0
-        self._sync_stamps()
-        out = list(zip(self._local, self._stamps, strict=True))
-        self._local, self._stamps = [], []
-        return out
+            self._sync_stamps()
+            out = list(zip(self._local, self._stamps, strict=True))
+            self._local, self._stamps = [], []
+            return out
 
     def _sync_stamps(self) -> None:
         """Events made on the host side carry the time they were made."""
@@ -330,18 +411,30 @@ class SonicBridge:
             self._stamps.extend([time.monotonic_ns()] * missing)
 
     def wait(self, timeout: float) -> bool:
-        """Block up to ``timeout`` seconds until poll() has something; True if it has."""
-        if self._local or self._unreported_drops or (self._outbound and self._outbound.pending_bytes()):
+        """Block up to ``timeout`` seconds until poll() has something; True if it has, False on timeout.
+
+        Raises BridgeClosed once the bridge is closed and poll() has returned its last events, so a host
+        loop built on wait() ends instead of spinning.
+        """
+        outbound = self._outbound
+        if self._local or self._unreported_drops or (outbound is not None and not outbound.closed
+                                                    and outbound.pending_bytes()):
             return True
         bell = self._out_bell
-        if bell is None:
+        if self._closed or bell is None:
+            raise BridgeClosed("the bridge is closed" + (f": {self._close_reason.message}"
+                                                         if self._close_reason else ""))
+        try:
+            readable, _, _ = select.select([bell.fd], [], [], max(0.0, timeout))
+            if readable:
+                bell.drain()
+        except (OSError, ValueError):  # closed by another thread meanwhile
             return bool(self._local)
-        readable, _, _ = select.select([bell.fd], [], [], max(0.0, timeout))
-        if readable:
-            bell.drain()
-        if self._worker is not None and self._worker.exit_code() is not None:
+        worker = self._worker
+        if worker is not None and worker.exit_code() is not None:
             return True
-        return bool(self._outbound and self._outbound.pending_bytes())
+        outbound = self._outbound
+        return bool(self._local) or bool(outbound is not None and not outbound.closed and outbound.pending_bytes())
 
     def _drain_into_local(self, limit: int = MAX_MESSAGES_PER_POLL) -> None:
         ring = self._outbound
@@ -354,6 +447,11 @@ class SonicBridge:
             if item is None:
                 break
             data, stamp = item
+            worker = self._worker
+            if worker is not None and worker.hello is None:
+                if not self._introduce(worker, data):
+                    return
+                continue
             self._latency.append(time.monotonic_ns() - stamp)
             try:
                 value = codec.decode(data)
@@ -372,6 +470,20 @@ class SonicBridge:
         for event, stamp in self._observe(batch):
             self._local.append(event)
             self._stamps.append(stamp)
+
+    def _introduce(self, worker: _Worker, data: bytes) -> bool:
+        """The worker's first record: its version. False (and the bridge closed) when they differ."""
+        hello = handshake.parse_hello(data)
+        problem = handshake.mismatch(hello, __version__, worker.python)
+        if problem is not None:
+            self._sync_stamps()
+            self._fail(errors.VERSION_MISMATCH, problem)
+            return False
+        assert hello is not None
+        worker.hello = hello
+        self._stats.worker_version = hello.version
+        self._stats.worker_python = hello.python
+        return True
 
     def _observe(self, batch: list[tuple[ev.Event, int]]) -> list[tuple[ev.Event, int]]:
         """Track state, tools and history; drop audio of interrupted responses (stale, never to be played)."""
@@ -393,10 +505,14 @@ class SonicBridge:
                     continue  # the host already announced it (e.g. closing)
                 self._state = event.state
             elif isinstance(event, ev.ToolCall):
-                self._pending_tools[event.tool_use_id] = event.name
-                self._history.append(Message(ev.Role.ASSISTANT, tool_call_line(event.name, event.arguments)))
+                with self._tx:
+                    self._pending_tools[event.tool_use_id] = event.name
+                    self._history.append(Message(ev.Role.ASSISTANT, tool_call_line(event.name, event.arguments)))
             elif isinstance(event, ev.Transcript) and event.stage is ev.Stage.FINAL:
-                self._history.append(Message(event.role, event.text))
+                with self._tx:
+                    self._history.append(Message(event.role, event.text))
+            elif isinstance(event, ev.Error) and not event.recoverable:
+                self._close_reason = event
             self._stats.messages_out += 1
             out.append((event, stamp))
         return out
@@ -407,15 +523,20 @@ class SonicBridge:
             return
         code = worker.exit_code()
         if code is None:
-            self._check_stall(worker)
+            self._check_liveness(worker)
             return
         self._drain_into_local()
-        if self._state is ev.BridgeState.CLOSED:
+        if self._closed:
+            return  # the drain found a version mismatch and closed the bridge
+        if self._state is ev.BridgeState.CLOSED or self._closing:
             self._shutdown()  # the worker ended the session itself (a terminal error was reported)
             return
         tail = worker.stderr_tail()
+        if worker.hello is None and code >= 0:
+            self._fail(*_start_failure(worker.python, code, tail))
+            return
         why = (
-            f"the worker (pid {worker.pid}) exited with code {code}"
+            f"the worker (pid {worker.pid}, {worker.python}) exited with code {code}"
             if code >= 0
             else f"the worker (pid {worker.pid}) was killed by signal {-code}"
         )
@@ -436,15 +557,28 @@ class SonicBridge:
             log.warning("%s; restarting", why)
             self._spawn()
         else:
-            code_name = errors.RESTART_LIMIT if self.config.max_restarts else errors.WORKER_DIED
-            self._local.append(ev.Error(code_name, why, recoverable=False))
-            log.error("%s; closing the bridge", why)
-            self._shutdown()
+            self._fail(errors.RESTART_LIMIT if self.config.max_restarts else errors.WORKER_DIED, why)
 
-    def _check_stall(self, worker: _Worker) -> None:
+    def _check_liveness(self, worker: _Worker) -> None:
+        """While the worker starts, only the start-up timeout applies (imports are slow on a busy machine);
+        once it serves, a heartbeat older than stall_timeout is a stall."""
         ring = self._outbound
         if ring is None:
             return
+        if not worker.serving:
+            step = ring.status() if worker.hello is not None else handshake.LAUNCHED
+            if step >= handshake.SERVING:
+                worker.serving = True  # from its first heartbeat on, a stall is a stall
+            elif time.monotonic() - worker.started > self.config.startup_timeout:
+                doing = handshake.STEP_NAMES.get(step, f"start-up step {step}")
+                self._fail(
+                    errors.WORKER_START_TIMEOUT,
+                    f"the worker (pid {worker.pid}, {worker.python}) did not finish starting within "
+                    f"{self.config.startup_timeout:g} s; it was {doing} (startup_timeout sets the limit)",
+                )
+                return
+            else:
+                return
         age = (time.monotonic_ns() - ring.heartbeat_ns()) / 1e9
         if age < self.config.stall_timeout:
             self._stall_reported = False
@@ -474,54 +608,87 @@ class SonicBridge:
         return self._state
 
     @property
+    def closed(self) -> bool:
+        """True once the bridge is closed, by close() or by a terminal error (see close_reason)."""
+        return self._closed
+
+    @property
+    def close_reason(self) -> ev.Error | None:
+        """The terminal error that closed the bridge, or None (still open, or closed by the host)."""
+        return self._close_reason
+
+    @property
     def worker_pid(self) -> int | None:
-        return self._worker.pid if self._worker else None
+        worker = self._worker
+        return worker.pid if worker else None
 
     @property
     def history(self) -> list[Message]:
         """The conversation so far, as a restarted worker replays it."""
-        return list(self._history)
+        with self._tx:
+            return list(self._history)
 
     def stats(self) -> BridgeStats:
-        s = self._stats
-        s.state = self._state
-        s.worker_pid = self.worker_pid
-        s.restarts = self._restarts
-        s.inbound_high_water = self._inbound.high_water if self._inbound else s.inbound_high_water
-        s.outbound_pending = self._outbound.pending_bytes() if self._outbound else 0
-        if self._latency:
-            values = np.array(self._latency, dtype=np.float64) / 1000.0
-            p50, p99 = np.percentile(values, [50, 99])
-            s.latency_us = {"p50": float(p50), "p99": float(p99), "max": float(np.max(values)), "n": float(len(values))}
-        return s
+        with self._rx:
+            s = self._stats
+            s.state = self._state
+            s.worker_pid = self.worker_pid
+            s.restarts = self._restarts
+            s.inbound_high_water = self._inbound.high_water if self._inbound else s.inbound_high_water
+            s.outbound_pending = self._outbound.pending_bytes() if self._outbound else 0
+            if self._latency:
+                values = np.array(self._latency, dtype=np.float64) / 1000.0
+                p50, p99 = np.percentile(values, [50, 99])
+                s.latency_us = {"p50": float(p50), "p99": float(p99), "max": float(np.max(values)),
+                                "n": float(len(values))}
+            return s
+
+
+def _start_failure(python: str, code: int, tail: str) -> tuple[str, str]:
+    """Why a worker that exited before introducing itself could not start, with the fix."""
+    fix = (f"make a worker environment with `sonic-bridge worker-env` (bridges find it by default at "
+           f"{launch.default_worker_env_dir()}) or set worker_python to a Python >= 3.12 with sonic-bridge "
+           f"{__version__} installed")
+    last = f"; its last output: {tail[-400:]}" if tail else "; it printed nothing"
+    if "No module named" in tail and "sonic_bridge" in tail:
+        return errors.WORKER_ENVIRONMENT, f"the worker interpreter {python} has no sonic-bridge: {fix}{last}"
+    return (errors.WORKER_START_FAILED,
+            f"the worker interpreter {python} exited with code {code} before it started (is it a Python >= 3.11 "
+            f"with sonic-bridge?): {fix}{last}")
 
 
 def _frame_bytes(samples: Any, sample_rate: int) -> tuple[bytes, ev.SampleFormat]:
-    """Validate one host frame and return its raw bytes and sample format (no conversion here)."""
+    """Validate one host frame and return its raw little-endian bytes and sample format."""
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate not in HOST_RATES:
         raise ValueError(f"sample_rate must be one of {HOST_RATES} Hz, got {sample_rate!r}")
     if isinstance(samples, bytes | bytearray | memoryview):
+        if isinstance(samples, memoryview) and (samples.itemsize != 1 or samples.ndim > 1):
+            raise TypeError(
+                f"a memoryview of audio must hold raw PCM16 bytes (format 'B'), got format {samples.format!r} "
+                f"with shape {samples.shape}: pass the numpy array itself instead"
+            )
         pcm = bytes(samples)
         if len(pcm) % 2:
             raise ValueError(f"PCM16 bytes must have an even length, got {len(pcm)}")
         fmt = ev.SampleFormat.INT16
         count = len(pcm) // 2
     elif isinstance(samples, np.ndarray):
-        array = samples
+        array = np.asarray(samples)  # a subclass (np.matrix) would keep two dimensions through reshape
         if array.ndim == 2 and 1 in array.shape:
             array = array.reshape(-1)
         elif array.ndim != 1:
             raise ValueError(f"audio must be mono, shaped [N], [1, N] or [N, 1]; got shape {samples.shape}")
-        if array.dtype == np.int16:
+        kind, width = array.dtype.kind, array.dtype.itemsize
+        if kind == "i" and width == 2:
             fmt = ev.SampleFormat.INT16
-        elif array.dtype == np.float32:
+        elif kind == "f" and width == 4:
             fmt = ev.SampleFormat.FLOAT32
             if not np.isfinite(array).all():
                 raise ValueError("audio contains NaN or infinite values")
         else:
             raise TypeError(f"audio must be int16 or float32, got {array.dtype}")
-        pcm = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
-        count = array.shape[0]
+        pcm = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+        count = array.size
     else:
         raise TypeError(f"audio must be a numpy array or PCM16 bytes, got {type(samples).__name__}")
     if count == 0:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +44,10 @@ class BridgeConfig:
     endpoint: str | None = None  # overrides the regional endpoint (also AWS_ENDPOINT_URL_BEDROCK_RUNTIME)
     ca_file: str | None = None  # extra CA to trust, e.g. the fake server's test CA
     profile: str | None = None  # AWS shared-config profile
-    worker_python: str | None = None  # interpreter of the worker; default: the host's own
+    # Interpreter of the worker. Default: the host's own on Python >= 3.12, else the environment that
+    # `sonic-bridge worker-env` made (sonic_bridge.launch.default_worker_env_dir()) when it exists.
+    worker_python: str | None = None
+    worker_env: dict[str, str] = field(default_factory=dict)  # extra environment variables for the worker
     output_sample_rate: int = 24000  # reply audio as the host wants it
     output_format: SampleFormat = SampleFormat.FLOAT32
     inbound_capacity: int = 8 * MiB  # host -> worker ring
@@ -53,6 +55,7 @@ class BridgeConfig:
     max_restarts: int = 2  # worker restarts before the bridge gives up (0: close on death)
     stall_timeout: float = 1.0  # no worker heartbeat for this long: reported as stalled
     kill_stalled_after: float = 10.0  # a stalled worker is killed (and restarted) after this long
+    startup_timeout: float = 60.0  # from launch until the worker serves (imports, credentials): then it is killed
     connect_timeout: float = 20.0  # stream open + first response headers
     renew_after: float = 360.0  # proactive renewal before the 8-minute connection limit
     renew_force_after: float = 30.0  # renewal waits this long at most for a turn boundary
@@ -84,7 +87,12 @@ class BridgeConfig:
                 raise ValueError(f"{name} must be an integer from 64 KiB to 1 GiB, got {value!r}")
         if not isinstance(self.max_restarts, int) or self.max_restarts < 0:
             raise ValueError(f"max_restarts must be a non-negative integer, got {self.max_restarts!r}")
-        for name in ("stall_timeout", "kill_stalled_after", "connect_timeout", "renew_after", "renew_force_after"):
+        if not isinstance(self.worker_env, dict) or not all(
+            isinstance(k, str) and k and "=" not in k and isinstance(v, str) for k, v in self.worker_env.items()
+        ):
+            raise ValueError(f"worker_env must map variable names to string values, got {self.worker_env!r}")
+        for name in ("stall_timeout", "kill_stalled_after", "startup_timeout", "connect_timeout", "renew_after",
+                     "renew_force_after"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
@@ -93,7 +101,10 @@ class BridgeConfig:
 
     @property
     def python(self) -> str:
-        return self.worker_python or sys.executable
+        """The worker's interpreter, as the bridge will launch it (see worker_python)."""
+        from sonic_bridge.launch import worker_python
+
+        return worker_python(self.worker_python)
 
     def with_history(self, history: tuple[Any, ...]) -> BridgeConfig:
         return dataclasses.replace(self, session=dataclasses.replace(self.session, history=history))

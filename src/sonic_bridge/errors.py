@@ -5,7 +5,11 @@ from __future__ import annotations
 # Errors (events.Error.code)
 WORKER_DIED = "worker_died"  # the worker process exited unexpectedly
 WORKER_STALLED = "worker_stalled"  # the worker stopped answering (heartbeat too old)
-WORKER_START_FAILED = "worker_start_failed"
+WORKER_START_FAILED = "worker_start_failed"  # the worker's interpreter could not be started, or exited at once
+WORKER_START_TIMEOUT = "worker_start_timeout"  # the worker did not finish starting within startup_timeout
+WORKER_ENVIRONMENT = "worker_environment"  # the worker's interpreter lacks what it needs (sonic-bridge, the SDK)
+VERSION_MISMATCH = "version_mismatch"  # host and worker run different sonic-bridge versions
+INTERNAL = "internal_error"  # a bug: a worker task failed (the cause is in the message)
 RESTART_LIMIT = "restart_limit"  # the worker died more often than the restart policy allows
 NO_CREDENTIALS = "no_credentials"
 ACCESS_DENIED = "access_denied"

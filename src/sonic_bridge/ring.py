@@ -10,6 +10,7 @@ Layout of the mapping (all integers little-endian, indices are ever-growing byte
     64   read index   u64   stored only by the consumer (own cache line: no false sharing)
     128  heartbeat    u64   producer's monotonic clock, ns (liveness of a stalled peer)
     136  capacity     u64   checked on attach
+    144  status       u64   stored only by the producer: a small word of its own (the worker's start-up step)
     256  data         capacity bytes of records
 
 A record is a 16-byte header (u32 payload length, u32 spare, u64 send time in monotonic ns) then the
@@ -39,7 +40,7 @@ import struct
 import time
 from collections.abc import Callable
 
-_WRITE, _READ, _HEARTBEAT, _CAPACITY = 0, 8, 16, 17  # indices in units of u64
+_WRITE, _READ, _HEARTBEAT, _CAPACITY, _STATUS = 0, 8, 16, 17, 18  # indices in units of u64
 _DATA = 256
 _HEADER = struct.Struct("<IIQ")
 _WRAP = 0xFFFFFFFF
@@ -173,6 +174,13 @@ class SharedRing:
     def beat(self) -> None:
         """Producer liveness: the consumer can tell a stalled peer from a quiet one."""
         self._words[_HEARTBEAT] = time.monotonic_ns()
+
+    def set_status(self, value: int) -> None:
+        """Producer's status word (e.g. its start-up step); the consumer reads it with status()."""
+        self._words[_STATUS] = value
+
+    def status(self) -> int:
+        return int(self._words[_STATUS])
 
     # ----------------------------------------------------------------- consumer side
     def read(self) -> tuple[bytes, int] | None:

@@ -3,6 +3,11 @@
 One asyncio loop runs the inbound ring reader, the session runner (protocol + backend stream) and the
 outbound writer. The worker exits by itself as soon as its host is gone: the host holds the write
 end of a pipe whose read end is here, and the kernel closes it however the host dies.
+
+Start-up order: the introduction (version handshake) first, then the configuration, then the heartbeat,
+then the slow part (the backend's imports in a thread, credentials), each step published in the
+outbound ring's status word so the host applies its start-up timeout, not its stall detection, until
+the worker serves. ``--probe`` prints what the worker sees of its environment, as JSON (doctor, worker-env).
 """
 
 from __future__ import annotations
@@ -10,14 +15,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import os
 import sys
+from typing import cast
 
-from sonic_bridge import codec, errors
+from sonic_bridge import codec, errors, handshake
 from sonic_bridge import events as ev
 from sonic_bridge import messages as msg
+from sonic_bridge._version import __version__
 from sonic_bridge.config import BridgeConfig
 from sonic_bridge.outbox import Outbox, RingLogHandler
 from sonic_bridge.ring import Doorbell, SharedRing
@@ -25,19 +33,60 @@ from sonic_bridge.ring import Doorbell, SharedRing
 log = logging.getLogger("sonic_bridge.worker")
 HEARTBEAT_SECONDS = 0.1
 ACCOUNT_SECONDS = 1.0
+FD_NAMES = ("in-ring", "in-bell", "out-ring", "out-bell", "life", "config")
+SDK_MODULES = (
+    "boto3",
+    "awscrt",
+    "smithy_http.aio.crt",
+    "smithy_aws_core.identity",
+    "aws_sdk_bedrock_runtime.client",
+    "aws_sdk_bedrock_runtime.config",
+    "aws_sdk_bedrock_runtime.models",
+    "sonic_bridge.backends.aws",
+)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m sonic_bridge.worker", description=__doc__)
-    for name in ("in-ring", "in-bell", "out-ring", "out-bell", "life", "config"):
-        p.add_argument(f"--{name}", type=int, required=True, help=f"inherited file descriptor: {name}")
-    return p.parse_args(argv)
+    p.add_argument("--probe", action="store_true", help="print this worker environment's facts as JSON and exit")
+    p.add_argument("--profile", default="", help="with --probe: the AWS profile whose credentials to look for")
+    for name in FD_NAMES:
+        p.add_argument(f"--{name}", type=int, help=f"inherited file descriptor: {name}")
+    args = p.parse_args(argv)
+    missing = [name for name in FD_NAMES if getattr(args, name.replace("-", "_")) is None]
+    if not args.probe and missing:
+        p.error(f"the host passes --{' --'.join(missing)}")
+    return args
 
 
 def _read_config(fd: int) -> BridgeConfig:
     with os.fdopen(fd, "rb") as f:
         f.seek(0)
         return BridgeConfig.from_json(json.loads(f.read()))
+
+
+def needs_sdk(config: BridgeConfig) -> bool:
+    return config.backend == "aws" or (config.backend == "fake" and config.fake.via_sdk)
+
+
+def _import_backend(config: BridgeConfig) -> None:
+    """The slow imports, run in a thread so the heartbeat keeps going (~0.5 s idle, seconds under load)."""
+    if needs_sdk(config):
+        for name in SDK_MODULES:
+            importlib.import_module(name)
+    elif config.backend == "fake":
+        importlib.import_module("sonic_bridge.fake.direct")
+
+
+def _missing_sdk_message(exc: ImportError) -> str:
+    from sonic_bridge.launch import default_worker_env_dir
+
+    return (
+        f"the worker's Python {sys.version.split()[0]} at {sys.executable} cannot import the AWS SDK ({exc}): "
+        "backend 'aws' and the fake's via_sdk need Python >= 3.12 with sonic-bridge[aws]. Run "
+        f"`sonic-bridge worker-env` (it makes one at {default_worker_env_dir()}, which bridges use when "
+        "worker_python is not set) or set worker_python to such an interpreter"
+    )
 
 
 _KNOWN_NOISE = ("AWS_ERROR_HTTP_STREAM_HAS_COMPLETED", "InvalidStateError")
@@ -59,31 +108,77 @@ def _lower_priority() -> None:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
-async def serve(config: BridgeConfig, inbound: SharedRing, in_bell: Doorbell, outbox: Outbox, life_fd: int) -> int:
-    from sonic_bridge.backends import make_backend
+async def _set_up(config: BridgeConfig, outbox: Outbox, status: SharedRing) -> object | None:
+    """Import and build the backend and resolve its credentials; None (reported) when that fails."""
+    from sonic_bridge.backends import BackendError, make_backend
+
+    def refuse(code: str, message: str) -> None:
+        outbox.send(ev.Error(code, message, recoverable=False))
+        outbox.send(ev.StateChanged(ev.BridgeState.CLOSED))
+
+    status.set_status(handshake.IMPORTING)
+    try:
+        await asyncio.to_thread(_import_backend, config)
+        backend = make_backend(config)
+        status.set_status(handshake.CONNECTING_CREDENTIALS)
+        prepare = getattr(backend, "prepare", None)
+        if prepare is not None:
+            await prepare()
+    except ImportError as exc:
+        log.debug("import failed", exc_info=True)
+        refuse(errors.WORKER_ENVIRONMENT, _missing_sdk_message(exc) if needs_sdk(config) else
+               f"the worker at {sys.executable} cannot import what backend {config.backend!r} needs: {exc}")
+        return None
+    except BackendError as exc:
+        refuse(exc.code, exc.message)
+        return None
+    except Exception as exc:
+        log.exception("could not set up the %s backend", config.backend)
+        refuse(errors.BAD_CONFIGURATION, f"backend {config.backend!r}: {type(exc).__name__}: {exc}")
+        return None
+    return backend
+
+
+async def serve(config: BridgeConfig, inbound: SharedRing, in_bell: Doorbell, outbox: Outbox,
+                status: SharedRing, life_fd: int) -> int:
+    from sonic_bridge.backends import Backend
     from sonic_bridge.runner import SessionRunner
 
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
     host_gone = asyncio.Event()
+    runner: SessionRunner | None = None
 
     def on_bell() -> None:
         in_bell.drain()
         wake.set()
 
+    async def heartbeat() -> None:
+        ticks = 0
+        while True:
+            outbox.beat()
+            ticks += 1
+            if runner is not None and ticks % int(ACCOUNT_SECONDS / HEARTBEAT_SECONDS) == 0:
+                runner.report_audio()
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
     loop.set_exception_handler(_quiet_known_sdk_noise)
-    loop.add_reader(in_bell.fd, on_bell)
     loop.add_reader(life_fd, host_gone.set)  # readable means EOF: the host's end was closed
-    try:
-        backend = make_backend(config)
-    except Exception as exc:
-        log.exception("could not set up the %s backend", config.backend)
-        outbox.send(ev.Error(errors.BAD_CONFIGURATION, f"backend {config.backend!r}: {exc}", recoverable=False))
-        outbox.send(ev.StateChanged(ev.BridgeState.CLOSED))
+    beating = asyncio.create_task(heartbeat(), name="heartbeat")
+    setting_up = asyncio.create_task(_set_up(config, outbox, status))
+    gone = asyncio.create_task(host_gone.wait())
+    await asyncio.wait({setting_up, gone}, return_when=asyncio.FIRST_COMPLETED)
+    if gone.done():
+        os._exit(0)  # nobody to report to: leave now
+    backend = setting_up.result()
+    if backend is None:
+        beating.cancel()
         return 2
-    runner = SessionRunner(config, backend, outbox)
+    runner = SessionRunner(config, cast(Backend, backend), outbox)
+    loop.add_reader(in_bell.fd, on_bell)
 
     async def read_commands() -> None:
+        assert runner is not None
         while True:
             wake.clear()
             while (item := inbound.read()) is not None:
@@ -96,36 +191,79 @@ async def serve(config: BridgeConfig, inbound: SharedRing, in_bell: Doorbell, ou
                     runner.handle(command)
             await wake.wait()
 
-    async def heartbeat() -> None:
-        ticks = 0
-        while True:
-            outbox.beat()
-            ticks += 1
-            if ticks % int(ACCOUNT_SECONDS / HEARTBEAT_SECONDS) == 0:
-                runner.report_audio()
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-
-    helpers = [asyncio.create_task(read_commands()), asyncio.create_task(heartbeat())]
-    run = asyncio.create_task(runner.run())
-    gone = asyncio.create_task(host_gone.wait())
-    await asyncio.wait({run, gone}, return_when=asyncio.FIRST_COMPLETED)
+    reading = asyncio.create_task(read_commands(), name="command reader")
+    run = asyncio.create_task(runner.run(), name="session")
+    outbox.beat()
+    status.set_status(handshake.SERVING)
+    done, _ = await asyncio.wait({run, gone, reading, beating}, return_when=asyncio.FIRST_COMPLETED)
     if gone.done():
         os._exit(0)  # nobody to report to: leave now, without waiting for any stream
+    crashed = next((t for t in done if t is not gone and not t.cancelled() and t.exception() is not None), None)
+    if crashed is not None:
+        # A bug, not a service failure: report its cause, then exit non-zero so the host restarts the
+        # worker with the conversation replayed (its restart policy decides).
+        exc = crashed.exception()
+        log.error("the worker's %s task failed", crashed.get_name(), exc_info=exc)
+        outbox.send(ev.Error(errors.INTERNAL, f"the worker's {crashed.get_name()} task failed: "
+                             f"{type(exc).__name__}: {exc}", recoverable=True))
+        return 3
     gone.cancel()
-    for task in helpers:
+    for task in (reading, beating):
         task.cancel()
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(backend.aclose(), 2.0)
+        await asyncio.wait_for(runner.backend.aclose(), 2.0)
     runner.report_audio()
     outbox.send(ev.StateChanged(ev.BridgeState.CLOSED))
     return 0
 
 
+def probe(profile: str) -> dict[str, object]:
+    """What this interpreter offers a worker: versions, where its packages come from, SDK, credentials."""
+    out: dict[str, object] = {
+        "python": list(sys.version_info[:3]), "executable": sys.executable, "sonic_bridge": __version__,
+        "ring_protocol": handshake.RING_PROTOCOL, "sys_path": list(sys.path),
+    }
+    modules: dict[str, str] = {}
+    for name in ("sonic_bridge", "numpy"):
+        with contextlib.suppress(Exception):
+            modules[name] = str(getattr(importlib.import_module(name), "__file__", ""))
+    out["modules"] = modules
+    try:
+        import importlib.metadata as md
+
+        for name in SDK_MODULES[:-1]:
+            importlib.import_module(name)
+        out["sdk"] = md.version("aws-sdk-bedrock-runtime")
+        out["awscrt"] = md.version("awscrt")
+        modules["aws_sdk_bedrock_runtime"] = str(importlib.import_module("aws_sdk_bedrock_runtime").__file__)
+    except Exception as exc:
+        out["sdk_error"] = f"{type(exc).__name__}: {exc}"
+    try:
+        import boto3
+
+        session = boto3.Session(profile_name=profile or None)
+        creds = session.get_credentials()
+        out["credentials"] = None if creds is None else getattr(creds, "method", "unknown")
+        out["expires"] = str(getattr(creds, "_expiry_time", "") or "")
+    except Exception as exc:
+        out["credentials_error"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    if args.probe:
+        sys.stdout.write(json.dumps(probe(args.profile)) + "\n")
+        return 0
     inbound = SharedRing.attach(args.in_ring)
     outbound = SharedRing.attach(args.out_ring)
-    outbox = Outbox(outbound, Doorbell(args.out_bell))
+    out_bell = Doorbell(args.out_bell)
+    hello = handshake.Hello(__version__, handshake.RING_PROTOCOL, ".".join(map(str, sys.version_info[:3])),
+                            sys.executable, os.getpid())
+    outbound.try_write(handshake.encode_hello(hello))  # always the first record: the host checks it first
+    outbound.set_status(handshake.INTRODUCED)
+    out_bell.ring()
+    outbox = Outbox(outbound, out_bell)
     outbox.beat()
     handler = RingLogHandler(outbox)
     root = logging.getLogger()
@@ -142,10 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     _lower_priority()
     code = 1
     try:
-        code = asyncio.run(serve(config, inbound, Doorbell(args.in_bell), outbox, args.life))
+        code = asyncio.run(serve(config, inbound, Doorbell(args.in_bell), outbox, outbound, args.life))
     except Exception as exc:
         log.exception("worker failed")
-        outbox.send(ev.Error(errors.WORKER_DIED, f"worker failed: {exc}", recoverable=False))
+        outbox.send(ev.Error(errors.INTERNAL, f"worker failed: {type(exc).__name__}: {exc}", recoverable=True))
     # Leave at once: native SDK threads must not keep a process alive whose host is gone.
     sys.stderr.flush()
     os._exit(code)

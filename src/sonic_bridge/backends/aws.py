@@ -197,10 +197,17 @@ class AwsBackend:
         self._client = AsyncBedrockRuntimeClient(config=sdk_config)
         return self._client
 
-    async def open(self, settings: SessionSettings) -> AwsStream:
-        from aws_sdk_bedrock_runtime.models import InvokeModelWithBidirectionalStreamOperationInput
-
+    async def prepare(self) -> None:
+        """Build the client and resolve credentials now, while the worker starts, not at the first open."""
         try:
+            await self._ensure_client()
+        except Exception as exc:
+            raise map_exception(exc) from None
+
+    async def open(self, settings: SessionSettings) -> AwsStream:
+        try:
+            from aws_sdk_bedrock_runtime.models import InvokeModelWithBidirectionalStreamOperationInput
+
             client = await self._ensure_client()
             stream = await client.invoke_model_with_bidirectional_stream(
                 InvokeModelWithBidirectionalStreamOperationInput(model_id=settings.model_id))
