@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from sonic_bridge.config import BridgeConfig, FakeOptions
@@ -81,17 +84,59 @@ def _open_failures() -> dict[str, FakeError]:
 OPEN_FAILURES = _open_failures()
 
 
+FAKE_SECRET_ENV = "SONIC_BRIDGE_FAKE_SECRET"
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
+    """An argparse type: a positive finite number (argparse names the option in its error)."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
+        return value
+
+    return parse
+
+
+def _verify_secret(args: argparse.Namespace) -> str | None:
+    """The signing secret: --verify-secret, else --verify-secret-file, else $SONIC_BRIDGE_FAKE_SECRET."""
+    if args.verify_secret is not None and args.verify_secret_file is not None:
+        raise ValueError("give --verify-secret or --verify-secret-file, not both")
+    if args.verify_secret_file is not None:
+        try:
+            secret = Path(args.verify_secret_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--verify-secret-file {args.verify_secret_file} cannot be read: {exc}") from None
+        if not secret:
+            raise ValueError(f"--verify-secret-file {args.verify_secret_file} is empty")
+        return secret
+    if args.verify_secret is not None:
+        return str(args.verify_secret)
+    return os.environ.get(FAKE_SECRET_ENV) or None
+
+
 def cmd_fake_server(args: argparse.Namespace) -> int:
     import asyncio
     import dataclasses
+    import signal
     import tempfile
 
     from sonic_bridge.fake.scenario import Scenario
-    from sonic_bridge.fake.server import FakeSonicServer, make_certificates
+    from sonic_bridge.fake.server import FakeSonicServer, Limits, make_certificates
 
     scenario = Scenario.load(args.scenario) if args.scenario else Scenario()
     scenario = dataclasses.replace(scenario, seed=args.seed if args.seed is not None else scenario.seed,
                                    time_scale=scenario.time_scale * args.time_scale)
+    if args.max_content_bytes is not None:
+        scenario = dataclasses.replace(scenario, max_content_bytes=args.max_content_bytes)
+    limits = Limits(idle_timeout=args.idle_timeout, stall_timeout=args.stall_timeout,
+                    max_event_bytes=args.max_event_bytes, max_buffered_input=args.max_buffered_input,
+                    max_streams_per_connection=args.max_streams_per_connection,
+                    max_connections=args.max_connections)
+    secret = _verify_secret(args)
     if bool(args.cert) != bool(args.key):
         raise ValueError("--cert and --key go together")
     ca_path = None
@@ -105,19 +150,25 @@ def cmd_fake_server(args: argparse.Namespace) -> int:
         ca_path, cert, key = make_certificates(folder, args.san or ["localhost", "127.0.0.1", "::1"])
 
     async def serve() -> None:
-        server = FakeSonicServer(scenario, verify_secret=args.verify_secret, error=OPEN_FAILURES.get(args.fail_open))
+        server = FakeSonicServer(scenario, verify_secret=secret, error=OPEN_FAILURES.get(args.fail_open),
+                                 limits=limits)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGHUP):  # as Ctrl-C: stop cleanly, remove the generated key
+            loop.add_signal_handler(signum, stop.set)
         port = await server.start(args.host, args.port, cert, key)
         host = f"[{args.host}]" if ":" in args.host else args.host
         print(f"LISTENING https://{host}:{port}", flush=True)
         if ca_path:
             print(f"CA {ca_path}", flush=True)
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             await server.stop()
 
     try:
         asyncio.run(serve())
+        sys.stderr.write("sonic-bridge: fake server stopped\n")
     except KeyboardInterrupt:
         sys.stderr.write("sonic-bridge: fake server stopped\n")
     finally:
@@ -142,6 +193,29 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     healthy = run_checks(config, report)
     print("all good" if healthy else "problems found")
     return 0 if healthy else 1
+
+
+def cmd_worker_env(args: argparse.Namespace) -> int:
+    from sonic_bridge.worker_env import WorkerEnvError, create
+
+    def progress(line: str) -> None:
+        sys.stderr.write(f"worker-env: {line}\n")
+
+    try:
+        python = create(args.dir, args.python, args.source, args.extras, progress)
+    except WorkerEnvError as exc:
+        raise RuntimeError(str(exc)) from None
+    progress(f"ready; bridges on this machine use it when worker_python is not set{_default_note(args.dir)}")
+    print(python)
+    return 0
+
+
+def _default_note(env_dir: str | None) -> str:
+    from sonic_bridge.launch import default_worker_env_dir
+
+    if env_dir is None or os.path.abspath(env_dir) == default_worker_env_dir():
+        return ""
+    return f" only if it is the default place ({default_worker_env_dir()}); else set worker_python to the path below"
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -172,7 +246,24 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--quick", action="store_true", help="a short run (about a minute)")
     bench.add_argument("--out", default="bench-output", help="folder for results.json, plots, summary.md")
     bench.set_defaults(func=cmd_bench)
-    fake = sub.add_parser("fake-server", help="the fake Nova Sonic over HTTP/2 + TLS, for any Nova Sonic client")
+    worker_env = sub.add_parser(
+        "worker-env", help="make the Python >= 3.12 environment the worker runs in; prints its interpreter",
+        description="Create (or update) a venv with this sonic-bridge version and its aws extra, check it as a "
+        "bridge launches it, and print its interpreter for worker_python. Made at the default place "
+        "($SONIC_BRIDGE_WORKER_ENV, else ~/.local/share/sonic-bridge/worker-VERSION), bridges on a host below "
+        "Python 3.12 find it without worker_python.")
+    worker_env.add_argument("--python", help="the Python >= 3.12 to build it on (default: PATH, then pyenv)")
+    worker_env.add_argument("--dir", help="where to make it (default: the place bridges look)")
+    worker_env.add_argument("--from", dest="source", help="a wheel or source folder to install instead of the "
+                            "registry's sonic-bridge of this version (offline and development use)")
+    worker_env.add_argument("--extras", default="aws", help="extras to install (default: aws; e.g. aws,fake)")
+    worker_env.set_defaults(func=cmd_worker_env)
+    fake = sub.add_parser(
+        "fake-server", help="the fake Nova Sonic over HTTP/2 + TLS, for any Nova Sonic client",
+        description="Serve the fake Nova Sonic on https://HOST:PORT until Ctrl-C, SIGTERM or SIGHUP (each removes "
+        "the generated certificate folder). It is bounded like a shared service: a malformed event is answered "
+        "with an exception on its own stream, and clients that hold input, stop reading or stay idle are dropped "
+        "after the limits below.")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=8443, help="0 picks a free port")
     fake.add_argument("--cert", help="server certificate (PEM); default: a generated test CA and certificate")
@@ -182,8 +273,33 @@ def main(argv: list[str] | None = None) -> int:
                       "removed when the server stops)")
     fake.add_argument("--scenario", help="scenario file (JSON or YAML)")
     fake.add_argument("--seed", type=int)
-    fake.add_argument("--time-scale", type=float, default=1.0, help="multiply every service duration")
-    fake.add_argument("--verify-secret", help="check the SigV4 event signature chain with this secret key")
+    fake.add_argument("--time-scale", type=_positive(float), default=1.0, help="multiply every service duration")
+    fake.add_argument("--verify-secret", metavar="SECRET",
+                      help="check the SigV4 event signature chain with this secret key (visible to every user in "
+                      "process listings: prefer --verify-secret-file or $" + FAKE_SECRET_ENV + ")")
+    fake.add_argument("--verify-secret-file", metavar="PATH",
+                      help="as --verify-secret, the secret read from this file (one line); without either, $"
+                      + FAKE_SECRET_ENV + " is used when set")
+    limits = fake.add_argument_group("limits per client (as a shared service bounds its clients)")
+    limits.add_argument("--idle-timeout", type=_positive(float), default=60.0, metavar="S",
+                        help="close a connection with no open stream and no complete request or event for this "
+                        "long, or whose TLS handshake takes longer (default: 60)")
+    limits.add_argument("--stall-timeout", type=_positive(float), default=10.0, metavar="S",
+                        help="reset a stream when the client has not taken one of its events in this time (a zero "
+                        "flow-control window), freeing its place in the quota; drop a connection that reads nothing "
+                        "this long (default: 10)")
+    limits.add_argument("--max-event-bytes", type=_positive(int), default=1024 * 1024, metavar="N",
+                        help="largest input event message; a longer one is refused on its stream (default: 1 MiB)")
+    limits.add_argument("--max-buffered-input", type=_positive(int), default=8 * 1024 * 1024, metavar="N",
+                        help="input one connection may have held for incomplete events and open text blocks, all "
+                        "its streams together; the stream that goes past it is refused (default: 8 MiB)")
+    limits.add_argument("--max-content-bytes", type=_positive(int), metavar="N",
+                        help="text of one content block (default: the scenario's max_content_bytes, 1 MiB)")
+    limits.add_argument("--max-streams-per-connection", type=_positive(int), default=100, metavar="N",
+                        help="concurrent streams one connection may open (default: 100); the service's quota of "
+                        "streams (the scenario's max_streams, 20) counts all connections together")
+    limits.add_argument("--max-connections", type=_positive(int), default=256, metavar="N",
+                        help="open connections; more are closed at once (default: 256)")
     fake.add_argument("--fail-open", choices=sorted(OPEN_FAILURES), help="answer every request with this error")
     fake.set_defaults(func=cmd_fake_server)
     args = parser.parse_args(argv)

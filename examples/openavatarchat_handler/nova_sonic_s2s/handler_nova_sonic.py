@@ -2,11 +2,17 @@
 
 Enable it in YAML with ``module: nova_sonic_s2s/handler_nova_sonic`` and this folder's parent on the
 ``handler_search_path``. OpenAvatarChat runs on Python 3.11; the Nova Sonic stream runs in a
-sonic-bridge worker (set ``worker_python`` to a Python >= 3.12 with ``sonic-bridge[aws]``).
+sonic-bridge worker on Python >= 3.12: ``sonic-bridge worker-env`` makes one where the bridge finds it,
+or set ``worker_python``.
 
-Threads: ``handle`` (the engine's pump thread) only pushes audio into the bridge; one output thread
-per session polls the bridge every 20 ms and submits the avatar's audio and texts. Nothing here blocks
-the engine: create/start return at once, handle never waits, destroy finishes within 2 s.
+Threads: ``handle`` (the engine's pump thread) pushes the user's audio; one output thread per session
+polls the bridge, submits the avatar's audio and texts, and feeds silence while no speech arrives (after
+the VAD's end-of-speech marker, or a gap far longer than any chunk period), so Nova Sonic hears the end
+of each turn. Both push through one lock of this handler, so silence never lands inside speech (the
+bridge's own calls are thread-safe too). Nothing here blocks the engine: create/start return at once,
+handle never waits, destroy finishes within 2 s. When the session ends (closed, or failed for good) the
+output thread reports why once and stops, and further input is dropped quietly.
+Logging goes to loguru when it is installed (OpenAvatarChat's logger), levels kept.
 """
 
 from __future__ import annotations
@@ -29,11 +35,16 @@ from chat_engine.data_models.runtime_data.data_bundle import DataBundle, DataBun
 from pydantic import BaseModel, Field
 
 import sonic_bridge as sb
+from sonic_bridge.logs import route_to_loguru
 from sonic_bridge.models import model_info
 
 log = logging.getLogger("sonic_bridge.openavatarchat")
 OUTPUT_RATE = 24000
 CYCLE = 0.02
+# No input for this long means the mic paused: fill with silence. Far above any engine chunk period
+# (MIC_AUDIO arrives every 60 ms, VAD clips every 32 ms), so jitter never puts silence inside speech.
+INPUT_GAP = 0.5
+MAX_FILL_PER_CYCLE = 10  # catch up at most 200 ms of silence per cycle after a late wake-up
 END_MARKER_SAMPLES = 240  # the engine rejects empty audio, so a stream ends with a short silence
 
 
@@ -78,7 +89,11 @@ class NovaSonicContext(HandlerContext):
         self.speech_id: str | None = None      # the reply being spoken
         self.human_speech_id: str | None = None
         self.interrupted: set[str] = set()
-        self.last_input = 0.0
+        self.input_lock = threading.Lock()  # input state and every push of this session
+        self.last_input = 0.0  # monotonic time the last input chunk arrived
+        self.speech_ended = False  # the VAD said the utterance is over: silence may follow at once
+        self.filled_until = 0.0  # monotonic time up to which silence was pushed
+        self.dropped_closed = 0  # input chunks that arrived after the session ended
         self.input_rate = 16000
         self.tool_handler: Any = None
         self.errors: list[sb.Error] = []
@@ -96,6 +111,7 @@ class HandlerNovaSonic(HandlerBase):
         return HandlerBaseInfo(config_model=NovaSonicConfig)
 
     def load(self, engine_config: Any, handler_config: HandlerBaseConfigModel | None = None) -> None:
+        route_to_loguru()  # OpenAvatarChat's log: the handler's and the library's lines go where its own go
         if isinstance(handler_config, NovaSonicConfig):
             self.config = handler_config
         self.config.bridge_config()  # every setting checked once, at start-up, with a clear error
@@ -143,6 +159,10 @@ class HandlerNovaSonic(HandlerBase):
     # ----------------------------------------------------------------- input (engine's pump thread)
     def handle(self, context: Any, inputs: Any, output_definitions: dict[ChatDataType, HandlerDataInfo]) -> None:
         ctx: NovaSonicContext = context
+        bridge = ctx.bridge
+        if bridge is None or bridge.closed:  # the session ended (its reason was logged once): drop quietly
+            ctx.dropped_closed += 1
+            return
         try:
             if inputs.type not in (ChatDataType.MIC_AUDIO, ChatDataType.HUMAN_AUDIO) or inputs.data is None:
                 return
@@ -151,13 +171,13 @@ class HandlerNovaSonic(HandlerBase):
                 return
             rate = inputs.data.get_main_definition_entry().sample_rate or 16000
             ctx.input_rate = rate
-            assert ctx.bridge is not None
-            ctx.bridge.push_audio(np.asarray(audio).reshape(-1), rate)
-            ctx.last_input = time.monotonic()
-            # SileroVad's end of an utterance (classic meta, or the stream engine's last chunk): from now on
-            # the output thread feeds silence, which is what Nova Sonic's own end-of-turn detection listens for.
-            if inputs.data.get_meta("human_speech_end", False) or getattr(inputs, "is_last_data", False):
-                ctx.last_input = 0.0
+            with ctx.input_lock:
+                bridge.push_audio(np.asarray(audio).reshape(-1), rate)
+                ctx.last_input = time.monotonic()
+                # SileroVad's end of an utterance (classic meta, or the stream engine's last chunk): from now on
+                # the output thread feeds silence, which is what Nova Sonic's end-of-turn detection listens for.
+                ctx.speech_ended = bool(inputs.data.get_meta("human_speech_end", False)
+                                        or getattr(inputs, "is_last_data", False))
         except Exception:  # the classic engine would silently lose its pump thread
             log.exception("Nova Sonic handler: could not take an input chunk (session %s)", ctx.session_id)
 
@@ -165,18 +185,40 @@ class HandlerNovaSonic(HandlerBase):
     def _output_loop(self, ctx: NovaSonicContext) -> None:
         bridge = ctx.bridge
         assert bridge is not None
-        silence = np.zeros(int(16000 * CYCLE), np.float32)
+        failures = 0
         while not ctx.stop.is_set():
             try:
-                # Between VAD segments (HUMAN_AUDIO) or a paused mic, keep the stream fed with silence:
-                # Nova Sonic ends a turn on silence and drops streams that go quiet.
-                if time.monotonic() - ctx.last_input > 3 * CYCLE:
-                    bridge.push_audio(silence, 16000)
+                self._fill_silence(ctx, bridge)
                 for event in bridge.poll():
                     self._emit(ctx, event)
             except Exception:
-                log.exception("Nova Sonic handler: output loop error (session %s)", ctx.session_id)
-            bridge.wait(CYCLE)
+                failures += 1
+                if failures == 1 or failures % 1000 == 0:  # a bug must not flood the log
+                    log.exception("Nova Sonic handler: output loop error %d (session %s)", failures, ctx.session_id)
+            try:
+                bridge.wait(CYCLE)
+            except sb.BridgeClosed:
+                break  # every event was delivered; nothing more will come
+        if bridge.closed and not ctx.stop.is_set():
+            reason = bridge.close_reason
+            log.warning("Nova Sonic session %s ended%s; its output stopped", ctx.session_id,
+                        f" ({reason.code})" if reason else "")
+            self._end_reply(ctx)
+
+    def _fill_silence(self, ctx: NovaSonicContext, bridge: sb.SonicBridge) -> None:
+        """Between VAD segments (HUMAN_AUDIO) or while the mic is paused, keep the stream fed with silence
+        in real time: Nova Sonic ends a turn on silence and drops streams that go quiet."""
+        with ctx.input_lock:
+            now = time.monotonic()
+            if not ctx.speech_ended and now - ctx.last_input < INPUT_GAP:
+                return
+            start = max(ctx.filled_until, ctx.last_input)
+            frames = min(MAX_FILL_PER_CYCLE, int((now - start) / CYCLE))
+            if frames <= 0:
+                return
+            silence = np.zeros(int(16000 * CYCLE) * frames, np.float32)
+            bridge.push_audio(silence, 16000)
+            ctx.filled_until = start + frames * CYCLE
 
     def _emit(self, ctx: NovaSonicContext, event: sb.Event) -> None:
         if isinstance(event, sb.AudioOut):
