@@ -374,12 +374,17 @@ def test_cross_region_and_newer_model_ids_are_accepted(model: str) -> None:
     check_input_sequence(s.start() + s.close(), nova1="nova-sonic-v1" in model)
 
 
-def test_unknown_later_model_is_treated_as_newest_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_later_model_is_treated_as_newest_with_a_warning(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sonic_bridge import models
     from sonic_bridge.models import Family, model_info
 
+    monkeypatch.setattr(models, "_warned", set())
     info = model_info("amazon.nova-3-sonic-v1:0")
     assert info.family is Family.NOVA_2_5 and not info.known
-    assert "unknown Nova Sonic model id" in caplog.text
+    assert "'amazon.nova-3-sonic-v1:0' is not one sonic-bridge knows" in caplog.text
+    assert "later generation than Nova 2.5 Sonic" in caplog.text
     with pytest.raises(ValueError, match="not a Nova Sonic model"):
         model_info("anthropic.claude-v2")
 

@@ -7,17 +7,30 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
-from sonic_bridge import models
+from sonic_bridge import checks, models
 from sonic_bridge.events import SampleFormat
 from sonic_bridge.settings import SessionSettings
 
 BACKENDS = ("fake", "aws", "loopback")
 HOST_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
 MiB = 1 << 20
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Allowed range of each duration, in seconds. The worker beats every 0.1 s, so a shorter stall limit
+# reports stalls that are not; the service ends every connection after 8 minutes, so a later renewal
+# never happens; a sub-second renewal or a timeout of microseconds only loops.
+SECONDS = {
+    "stall_timeout": (0.5, 3600.0),
+    "kill_stalled_after": (1.0, 3600.0),
+    "startup_timeout": (1.0, 3600.0),
+    "connect_timeout": (0.5, 600.0),
+    "renew_after": (1.0, 480.0),
+    "renew_force_after": (0.1, 480.0),
+}
+COUNTS = {"max_restarts": (0, 100), "max_reconnects": (0, 100)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +43,16 @@ class FakeOptions:
     via_sdk: bool = False  # run the real SDK over the in-process transport (Python >= 3.12)
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.time_scale, int | float) and 0 < self.time_scale <= 100):
-            raise ValueError(f"fake.time_scale must be a number in (0, 100], got {self.time_scale!r}")
-        if self.scenario is not None and not os.path.isfile(self.scenario):
-            raise ValueError(f"fake.scenario file {self.scenario!r} does not exist")
+        # Below 0.01 the fake's 8-minute limit falls under 5 s and its silence limit under 2 s: every
+        # stream ends before a turn can, and the bridge only reconnects.
+        checks.number("fake.time_scale", self.time_scale, 0.01, 100.0, " (0.01: the 8-minute limit in 4.8 s)")
+        checks.integer("fake.seed", self.seed, 0, 2**63 - 1)
+        if not isinstance(self.via_sdk, bool):
+            raise ValueError(f"fake.via_sdk must be True or False, got {checks.show(self.via_sdk)}")
+        if self.scenario is not None:
+            object.__setattr__(self, "scenario", checks.path("fake.scenario", self.scenario))
+            checks.existing_file("fake.scenario", self.scenario, what="a scenario file",
+                                 fix="give the path of a JSON or YAML scenario file")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,39 +84,60 @@ class BridgeConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.session, SessionSettings):
-            raise TypeError(f"session must be a SessionSettings, got {type(self.session).__name__}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+            raise ValueError(f"session must be a SessionSettings, got {checks.show(self.session)}")
+        if not isinstance(self.fake, FakeOptions):
+            raise ValueError(f"fake must be a FakeOptions, got {checks.show(self.fake)}")
+        checks.one_of("backend", self.backend, BACKENDS)
         models.check_region(self.region)
-        if self.endpoint is not None and not self.endpoint.startswith("https://"):
-            raise ValueError(
-                f"endpoint must be an https:// URL (the service needs HTTP/2 over TLS), got {self.endpoint!r}"
+        self._check_endpoint()
+        if self.profile is not None:
+            checks.text("profile", self.profile, max_bytes=256)
+        if self.ca_file is not None:
+            object.__setattr__(self, "ca_file", checks.path("ca_file", self.ca_file))
+            checks.pem_certificates("ca_file", self.ca_file)
+        if self.worker_python is not None:
+            object.__setattr__(self, "worker_python", checks.path("worker_python", self.worker_python))
+            checks.executable(
+                "worker_python", self.worker_python,
+                fix="give the path of a Python >= 3.12 interpreter that has sonic-bridge installed, "
+                "e.g. /path/to/venv/bin/python",
             )
-        if self.ca_file is not None and not os.path.isfile(self.ca_file):
-            raise ValueError(f"ca_file {self.ca_file!r} does not exist")
-        if self.worker_python is not None and not os.access(self.worker_python, os.X_OK):
-            raise ValueError(f"worker_python {self.worker_python!r} is not an executable file")
-        if self.output_sample_rate not in HOST_RATES:
-            raise ValueError(f"output_sample_rate must be one of {HOST_RATES}, got {self.output_sample_rate!r}")
+        checks.one_of("output_sample_rate", self.output_sample_rate, HOST_RATES)
         if not isinstance(self.output_format, SampleFormat):
-            raise ValueError(f"output_format must be a SampleFormat, got {self.output_format!r}")
+            raise ValueError(f"output_format must be a SampleFormat, got {checks.show(self.output_format)}")
         for name in ("inbound_capacity", "outbound_capacity"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or not 64 * 1024 <= value <= 1024 * MiB:
-                raise ValueError(f"{name} must be an integer from 64 KiB to 1 GiB, got {value!r}")
-        if not isinstance(self.max_restarts, int) or self.max_restarts < 0:
-            raise ValueError(f"max_restarts must be a non-negative integer, got {self.max_restarts!r}")
-        if not isinstance(self.worker_env, dict) or not all(
-            isinstance(k, str) and k and "=" not in k and isinstance(v, str) for k, v in self.worker_env.items()
-        ):
-            raise ValueError(f"worker_env must map variable names to string values, got {self.worker_env!r}")
-        for name in ("stall_timeout", "kill_stalled_after", "startup_timeout", "connect_timeout", "renew_after",
-                     "renew_force_after"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ValueError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+            checks.integer(name, getattr(self, name), 64 * 1024, 1024 * MiB, " bytes (64 KiB to 1 GiB)")
+        for name, (low, high) in COUNTS.items():
+            checks.integer(name, getattr(self, name), low, high)
+        if not isinstance(self.worker_env, dict):
+            raise ValueError(f"worker_env must map variable names to string values, got {checks.show(self.worker_env)}")
+        for key, val in self.worker_env.items():
+            # Name the entry, never its value: worker_env may carry credentials.
+            if not (isinstance(key, str) and key and "=" not in key and "\0" not in key):
+                raise ValueError(f"worker_env keys must be variable names, got {checks.show(key)}")
+            if not isinstance(val, str) or "\0" in val:
+                raise ValueError(f"worker_env[{key!r}] must be a string without NUL, got a {type(val).__name__}")
+        for name, (low_s, high_s) in SECONDS.items():
+            checks.number(name, getattr(self, name), low_s, high_s, " seconds")
+        checks.one_of("log_level", self.log_level, LOG_LEVELS)
+        info = self.session.model
+        if self.backend == "aws" and info.match is models.Match.UNRECOGNISED:
+            # The service answers such an id only with a ValidationException once the stream opens.
+            raise ValueError(f"{info.problem}. The aws backend refuses it: correct session.model_id")
+
+    def _check_endpoint(self) -> None:
+        if self.endpoint is None:
+            return
+        why = "an https:// URL with a host name (the service needs HTTP/2 over TLS)"
+        if not isinstance(self.endpoint, str):
+            raise ValueError(f"endpoint must be {why}, got {checks.show(self.endpoint)}")
+        try:
+            parts = urllib.parse.urlsplit(self.endpoint)
+            _ = parts.port  # raises on a port that is not a number from 0 to 65535
+        except ValueError as exc:
+            raise ValueError(f"endpoint must be {why}, got {self.endpoint!r:.200} ({exc})") from None
+        if parts.scheme != "https" or not parts.hostname or any(c.isspace() for c in self.endpoint):
+            raise ValueError(f"endpoint must be {why}, got {self.endpoint!r:.200}")
 
     @property
     def python(self) -> str:

@@ -22,6 +22,12 @@ class Message:
     role: Role
     text: str
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.role, Role):
+            raise ValueError(f"a history message's role must be Role.USER or Role.ASSISTANT, got {self.role!r:.80}")
+        if not isinstance(self.text, str):
+            raise ValueError(f"a history message's text must be a string, got {type(self.text).__name__}")
+
     def to_json(self) -> dict[str, str]:
         return {"role": self.role.value, "text": self.text}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import enum
 import logging
 import re
@@ -24,11 +25,21 @@ class Family(enum.IntEnum):
     NOVA_2_5 = 3
 
 
+FAMILY_NAMES = {Family.NOVA_SONIC_1: "Nova Sonic", Family.NOVA_2: "Nova 2 Sonic", Family.NOVA_2_5: "Nova 2.5 Sonic"}
 _KNOWN = {
     "amazon.nova-sonic-v1:0": Family.NOVA_SONIC_1,
     "amazon.nova-2-sonic-v1:0": Family.NOVA_2,
     "amazon.nova-2-5-sonic": Family.NOVA_2_5,
 }
+# Ids of a known family with another version: the same features, probably a newer release.
+_FAMILY_IDS = (
+    (re.compile(r"^amazon\.nova-sonic-v\d+:\d+$"), Family.NOVA_SONIC_1),
+    (re.compile(r"^amazon\.nova-2-sonic-v\d+:\d+$"), Family.NOVA_2),
+    (re.compile(r"^amazon\.nova-2-5-sonic(-v\d+:\d+)?$"), Family.NOVA_2_5),
+)
+# A later generation, named like the others ("amazon.nova-3-sonic-v1:0"): taken as the newest family.
+_LATER_ID = re.compile(r"^amazon\.nova-(\d+)(-\d+)?-sonic(-v\d+:\d+)?$")
+_warned: set[str] = set()
 
 VOICES_V1 = frozenset(
     {"tiffany", "matthew", "amy", "ambre", "florian", "beatrice", "lorenzo", "greta", "lennart", "lupe", "carlos"}
@@ -55,11 +66,21 @@ VOICES_V2 = frozenset(
 )
 
 
+class Match(enum.Enum):
+    """How a model id was recognised."""
+
+    KNOWN = "known"  # one of the ids this library was built against
+    VERSION = "version"  # a known family, another version
+    GENERATION = "generation"  # a later generation named like the known ones
+    UNRECOGNISED = "unrecognised"  # Nova Sonic by name, but matches no family (a typo, most likely)
+
+
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
     model_id: str
     family: Family
     known: bool
+    match: Match = Match.KNOWN
 
     @property
     def voices(self) -> frozenset[str]:
@@ -73,6 +94,26 @@ class ModelInfo:
     def supports_turn_detection(self) -> bool:
         return self.family >= Family.NOVA_2
 
+    @property
+    def problem(self) -> str | None:
+        """What is doubtful about this id, for a warning (or a refusal on the real service)."""
+        if self.match is Match.KNOWN:
+            return None
+        hint = _did_you_mean(self.model_id)
+        if self.match is Match.UNRECOGNISED:
+            return (
+                f"model_id {self.model_id!r} matches no Nova Sonic model family{hint}; "
+                f"known ids are {sorted(_KNOWN)} (optionally with a cross-region prefix such as 'us.')"
+            )
+        if self.match is Match.VERSION:
+            how = f"a newer version of {FAMILY_NAMES[self.family]}"
+        else:
+            how, hint = f"a later generation than {FAMILY_NAMES[self.family]}", ""
+        return (
+            f"model_id {self.model_id!r} is not one sonic-bridge knows{hint}; it is taken as {how} "
+            "and given that family's voices and features"
+        )
+
 
 def base_model_id(model_id: str) -> str:
     for prefix in CROSS_REGION_PREFIXES:
@@ -81,30 +122,50 @@ def base_model_id(model_id: str) -> str:
     return model_id
 
 
+def _did_you_mean(model_id: str) -> str:
+    base = base_model_id(model_id.strip().lower())
+    prefix = model_id[: len(model_id) - len(base_model_id(model_id))]
+    close = difflib.get_close_matches(base, _KNOWN, n=1, cutoff=0.75)
+    return f" (did you mean {prefix + close[0]!r}?)" if close and prefix + close[0] != model_id else ""
+
+
 def model_info(model_id: str, *, warn: bool = True) -> ModelInfo:
-    """Family of a model id; an unknown later Nova Sonic id is taken as the newest family."""
+    """Family of a model id. An id this library does not know is used with the family it looks like
+    (a later generation: the newest family), with a warning that names it (once per process)."""
     if not isinstance(model_id, str) or not model_id:
-        raise ValueError(f"model id must be a non-empty string, got {model_id!r}")
+        raise ValueError(f"model_id must be a non-empty string, got {model_id!r:.80}")
     base = base_model_id(model_id)
     if base in _KNOWN:
         return ModelInfo(model_id, _KNOWN[base], True)
     if "sonic" not in base or not base.startswith("amazon.nova"):
         raise ValueError(
-            f"model id {model_id!r} is not a Nova Sonic model; use one of {sorted(_KNOWN)} "
-            f"(optionally with a cross-region prefix such as 'us.')"
+            f"model id {model_id!r:.80} is not a Nova Sonic model{_did_you_mean(model_id)}; use one of "
+            f"{sorted(_KNOWN)} (optionally with a cross-region prefix such as 'us.')"
         )
-    if warn:
-        log.warning("unknown Nova Sonic model id %r: treating it as the newest family", model_id)
-    return ModelInfo(model_id, max(Family), False)
+    info = _recognise(model_id, base)
+    if warn and model_id not in _warned:
+        _warned.add(model_id)
+        log.warning("%s", info.problem)
+    return info
+
+
+def _recognise(model_id: str, base: str) -> ModelInfo:
+    for pattern, family in _FAMILY_IDS:
+        if pattern.match(base):
+            return ModelInfo(model_id, family, False, Match.VERSION)
+    later = _LATER_ID.match(base)
+    if later and (int(later[1]), int((later[2] or "-0")[1:])) > (2, 5):
+        return ModelInfo(model_id, max(Family), False, Match.GENERATION)
+    return ModelInfo(model_id, max(Family), False, Match.UNRECOGNISED)
 
 
 def check_voice(info: ModelInfo, voice: str) -> None:
-    if voice not in info.voices:
+    if not isinstance(voice, str) or voice not in info.voices:
         raise ValueError(f"voice {voice!r} is not available on {info.model_id}; choose one of {sorted(info.voices)}")
 
 
 def check_service_rate(what: str, rate: int) -> None:
-    if rate not in SERVICE_RATES:
+    if isinstance(rate, bool) or not isinstance(rate, int) or rate not in SERVICE_RATES:
         raise ValueError(f"{what} must be one of {SERVICE_RATES} Hz, got {rate!r}")
 
 
