@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -55,3 +57,14 @@ def end_process(proc: subprocess.Popen[Any], first: int = signal.SIGKILL, wait: 
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream:
             stream.close()
+
+
+@contextlib.contextmanager
+def busy_cores(count: int = 1) -> Iterator[list[int]]:
+    """Keep ``count`` cores busy with CPU hogs (as avatar rendering does), ended by their pids."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield [h.pid for h in hogs]
+    finally:
+        for hog in hogs:
+            end_process(hog)

@@ -29,6 +29,16 @@ def oac(monkeypatch: pytest.MonkeyPatch) -> Any:
     return module
 
 
+@pytest.fixture
+def handler_log() -> Any:
+    """What reaches OpenAvatarChat's log: the handler routes sonic_bridge logging into loguru."""
+    loguru = pytest.importorskip("loguru")
+    lines: list[str] = []
+    sink = loguru.logger.add(lambda m: lines.append(str(m)), level="DEBUG", format="{level} {message}\n{exception}")
+    yield lines
+    loguru.logger.remove(sink)
+
+
 def concrete_handlers(module: Any) -> list[type]:
     from chat_engine.common.handler_base import HandlerBase
 
@@ -128,7 +138,9 @@ def test_a_full_session_audio_texts_markers_barge_in_and_renewal(
     ctx = engine.context
 
     assert engine.create_ms < 50 and engine.start_ms < 50, (engine.create_ms, engine.start_ms)
-    assert engine.worst_handle_ms < 5
+    # handle() never waits on the network or the worker; the bound leaves room for the GIL (5 ms switch
+    # interval, shared with the output thread) and a preempted thread on a loaded 2-core machine.
+    assert engine.worst_handle_ms < 30
     assert destroy_s < 2.0
     assert not [e for e in ctx.errors if not e.recoverable]
 
@@ -157,7 +169,7 @@ def test_a_full_session_audio_texts_markers_barge_in_and_renewal(
     assert len(ctx.interrupted) == 1
 
 
-def test_handle_never_raises_on_bad_input(oac: Any, monkeypatch: pytest.MonkeyPatch, caplog: Any) -> None:
+def test_handle_never_raises_on_bad_input(oac: Any, monkeypatch: pytest.MonkeyPatch, handler_log: list[str]) -> None:
     from chat_engine.data_models.chat_data.chat_data_model import ChatData
     from chat_engine.data_models.chat_data_type import ChatDataType
     from chat_engine.data_models.runtime_data.data_bundle import DataBundle, DataBundleDefinition, DataBundleEntry
@@ -169,7 +181,7 @@ def test_handle_never_raises_on_bad_input(oac: Any, monkeypatch: pytest.MonkeyPa
         bundle = DataBundle(definition)
         bundle.set_main_data(np.full((1, 320), np.nan, np.float32))
         engine.handler.handle(engine.context, ChatData(type=ChatDataType.MIC_AUDIO, data=bundle), {})
-        assert "could not take an input chunk" in caplog.text
+        assert any("could not take an input chunk" in line and "Traceback" in line for line in handler_log)
     finally:
         engine.handler.destroy_context(engine.context)
 
@@ -202,3 +214,64 @@ def test_human_audio_segments_from_the_vad_get_answered(oac: Any, monkeypatch: p
         engine.handler.destroy_context(engine.context)
     assert [d.data.get_main_data() for d, _ in engine.of("HUMAN_TEXT")][:1] == ["turn 1: 1.0 seconds of speech"]
     assert any(d.data.get_meta("avatar_speech_end") for d, _ in engine.of("AVATAR_AUDIO"))
+
+
+def test_a_failed_session_stops_its_output_thread_and_drops_input_quietly(
+        oac: Any, monkeypatch: pytest.MonkeyPatch, handler_log: list[str]) -> None:
+    from chat_engine.data_models.chat_data.chat_data_model import ChatData
+    from chat_engine.data_models.chat_data_type import ChatDataType
+    from chat_engine.data_models.runtime_data.data_bundle import DataBundle, DataBundleDefinition, DataBundleEntry
+
+    psutil = pytest.importorskip("psutil")
+    # A worker interpreter that cannot run: the bridge fails for good at once.
+    engine = Engine(oac, {"backend": "fake", "worker_python": "/bin/false"}, "stream", monkeypatch)
+    definition = DataBundleDefinition()
+    definition.add_entry(DataBundleEntry.create_audio_entry("mic_audio", 1, 16000))
+    try:
+        thread = engine.context.output_thread
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the output thread must end when the session ends"
+        me = psutil.Process()
+        cpu_before = sum(me.cpu_times()[:2])
+        start = time.monotonic()
+        chunks = 0
+        while time.monotonic() - start < 2.0:  # the engine keeps delivering mic chunks
+            bundle = DataBundle(definition)
+            bundle.set_main_data(np.zeros((1, 960), np.int16))
+            engine.handler.handle(engine.context, ChatData(type=ChatDataType.MIC_AUDIO, data=bundle), {})
+            chunks += 1
+            time.sleep(0.06)
+        cpu = sum(me.cpu_times()[:2]) - cpu_before
+    finally:
+        engine.handler.destroy_context(engine.context)
+    assert cpu < 0.3, f"{cpu:.2f} s of CPU in 2 s on a closed session"
+    assert engine.context.dropped_closed == chunks
+    assert [e.code for e in engine.context.errors] == ["worker_start_failed"]
+    assert not [line for line in handler_log if "Traceback" in line]
+    assert sum("ended (worker_start_failed)" in line for line in handler_log) == 1
+
+
+def test_handler_and_library_logs_reach_loguru_with_their_levels(oac: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    loguru = pytest.importorskip("loguru")
+    lines: list[tuple[str, str]] = []
+    sink = loguru.logger.add(lambda m: lines.append((m.record["level"].name, m.record["message"])), level="DEBUG")
+    target = logging.getLogger("sonic_bridge")
+    monkeypatch.setattr(target, "handlers", [])
+    monkeypatch.setattr(target, "propagate", True)
+    monkeypatch.setattr(target, "level", logging.NOTSET)
+    try:
+        engine = Engine(oac, {"backend": "fake"}, "stream", monkeypatch)  # load() routes the logging
+        try:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not any("ready" in m for _, m in lines):
+                time.sleep(0.05)
+            logging.getLogger("sonic_bridge.worker.runner").warning("a worker warning")
+        finally:
+            engine.handler.destroy_context(engine.context)
+    finally:
+        loguru.logger.remove(sink)
+    assert ("INFO", "sonic_bridge.openavatarchat: Nova Sonic session s1: ready") in lines
+    assert ("WARNING", "sonic_bridge.worker.runner: a worker warning") in lines
+    assert target.propagate is False  # never twice, when the host has both

@@ -650,8 +650,10 @@ def _start_failure(python: str, code: int, tail: str) -> tuple[str, str]:
            f"{launch.default_worker_env_dir()}) or set worker_python to a Python >= 3.12 with sonic-bridge "
            f"{__version__} installed")
     last = f"; its last output: {tail[-400:]}" if tail else "; it printed nothing"
-    if "No module named" in tail and "sonic_bridge" in tail:
-        return errors.WORKER_ENVIRONMENT, f"the worker interpreter {python} has no sonic-bridge: {fix}{last}"
+    if "No module named" in tail:
+        missing = next((line for line in reversed(tail.splitlines()) if "No module named" in line), "")
+        return (errors.WORKER_ENVIRONMENT,
+                f"the worker interpreter {python} cannot import what the worker needs ({missing.strip()}): {fix}")
     return (errors.WORKER_START_FAILED,
             f"the worker interpreter {python} exited with code {code} before it started (is it a Python >= 3.11 "
             f"with sonic-bridge?): {fix}{last}")
