@@ -24,6 +24,7 @@ PROTOCOL = "protocol_error"  # an intent the session refused (e.g. unknown tool 
 
 # Warnings (events.Warning.code)
 HOST_RING_FULL = "host_ring_full"  # host -> worker ring full: frames dropped
-WORKER_RING_FULL = "worker_ring_full"  # worker -> host ring full: events dropped
+WORKER_RING_FULL = "worker_ring_full"  # worker -> host ring full: reply audio or log lines dropped
+WORKER_MESSAGE_TOO_LARGE = "worker_message_too_large"  # over the outbound ring's message limit: cut or refused
 UNKNOWN_SERVICE_EVENT = "unknown_service_event"
 BAD_SERVICE_EVENT = "bad_service_event"

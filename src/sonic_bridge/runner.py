@@ -4,7 +4,8 @@ A ``Link`` is one backend stream with its own sans-IO session, a writer task (th
 batches are never interleaved) and a reader task that is never cancelled. The ``SessionRunner``
 feeds user intents to the current link, turns service events into host events, renews the stream
 before the connection limit at a turn boundary, and reconnects with backoff on recoverable errors,
-replaying the conversation history each time.
+replaying the conversation history each time. Reconnects are counted until a turn is answered (a
+service that accepts every stream and then fails it is given up on, not retried forever).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime
+import json
 import logging
 import random
 import time
@@ -34,6 +36,28 @@ REPLAY_SECONDS = 3.0  # user audio replayed into a renewed stream
 PENDING_AUDIO_SECONDS = 60.0  # user audio kept while no stream is ready
 CLOSE_DRAIN_SECONDS = 2.0
 CREDENTIAL_MARGIN = 180.0     # recycle this long before temporary credentials expire
+RECONNECT_WINDOW = 120.0  # failures further apart than this are unrelated (a long silent session)
+TOO_LARGE_RESULT = {"error": "the tool call was too large for the application's bridge; it was not run"}
+# A host intent kept while no stream is ready: user audio, typed text, or a tool result (id, content).
+Pending = bytes | str | tuple[str, str]
+
+
+class FailureBudget:
+    """Stream failures since the session last worked (a turn answered, a renewal), within a window."""
+
+    def __init__(self, window: float = RECONNECT_WINDOW) -> None:
+        self.window = window
+        self._times: collections.deque[float] = collections.deque()
+
+    def fail(self, now: float) -> int:
+        """Record a failure; the number of recent failures, this one included."""
+        self._times.append(now)
+        while now - self._times[0] > self.window:
+            self._times.popleft()
+        return len(self._times)
+
+    def succeeded(self) -> None:
+        self._times.clear()
 
 
 class Link:
@@ -76,8 +100,8 @@ class SessionRunner:
         self._replay: collections.deque[bytes] = collections.deque()
         self._replay_bytes = 0
         self._replay_limit = int(REPLAY_SECONDS * rate * 2)
-        # Intents that arrived while no stream was ready, in order: ("audio", pcm) or ("text", text).
-        self._pending: collections.deque[tuple[str, bytes | str]] = collections.deque()
+        # Intents that arrived while no stream was ready, in order.
+        self._pending: collections.deque[Pending] = collections.deque()
         self._pending_bytes = 0
         self._pending_limit = int(PENDING_AUDIO_SECONDS * rate * 2)
         self.sent_frames = 0
@@ -86,10 +110,14 @@ class SessionRunner:
         self._closing = asyncio.Event()
         self._link_count = 0
         self._turn = 0
-        self._orphan_results: list[tuple[str, str]] = []
         self.renewals = 0
         self.reconnects = 0
+        self.failures = FailureBudget()
         self._unanswered: str | None = None  # the user's last words, until the model answers them
+        # Tool calls the host has not answered yet (cleared when a turn ends). While there are any, a new stream
+        # does not ask the turn again: the host's late result goes to it as text and the model answers
+        # from that (asking again as well made the model call the tool twice, and one call was refused).
+        self._awaiting_host: set[str] = set()
 
     # ------------------------------------------------------------------ commands from the host
     def handle(self, command: msg.Command) -> None:
@@ -113,7 +141,7 @@ class SessionRunner:
             self._replay_bytes -= len(self._replay.popleft())
         link = self.link
         if link is None or self._closing.is_set():
-            self._pending.append(("audio", pcm))
+            self._pending.append(pcm)
             self._pending_bytes += len(pcm)
             while self._pending_bytes > self._pending_limit:
                 self._drop_oldest_pending_audio()
@@ -121,8 +149,8 @@ class SessionRunner:
         link.send(link.session.audio(pcm), audio=pcm)
 
     def _drop_oldest_pending_audio(self) -> None:
-        for i, (kind, payload) in enumerate(self._pending):
-            if kind == "audio":
+        for i, payload in enumerate(self._pending):
+            if isinstance(payload, bytes):
                 del self._pending[i]
                 self._pending_bytes -= len(payload)
                 self._drop("no stream for more than 60 s")
@@ -135,41 +163,45 @@ class SessionRunner:
     def _text(self, text: str) -> None:
         link = self.link
         if link is None or self._closing.is_set():
-            self._pending.append(("text", text))
+            self._pending.append(text)
             return
         try:
             link.send(link.session.text(text))
-            self.history.append(Message(ev.Role.USER, text))
         except ProtocolError as exc:
             self.outbox.send(ev.Error(errors.PROTOCOL, str(exc), recoverable=True))
+            return
+        self.history.append(Message(ev.Role.USER, text))
+        self._unanswered = text  # the service does not echo typed text as a transcript
 
     def _tool_result(self, tool_use_id: str, content: str) -> None:
         link = self.link
-        if link is not None and tool_use_id in link.session.pending_tool_uses:
-            link.send(link.session.tool_result(tool_use_id, content))
-            self.history.append(Message(ev.Role.ASSISTANT, tool_result_line(tool_use_id, content)))
+        if link is None or self._closing.is_set():
+            self._pending.append((tool_use_id, content))  # for the next stream, in order with the rest
             return
-        # The stream that asked is gone (renewal or reconnect): tell the new one as text instead.
+        self._awaiting_host.discard(tool_use_id)
         line = tool_result_line(tool_use_id, content)
-        self.history.append(Message(ev.Role.ASSISTANT, line))
-        if link is not None and link.session.model.supports_text_input:
-            link.send(link.session.text(f"(The result of your earlier tool call arrived) {line}"))
-        else:
-            self._orphan_results.append((tool_use_id, content))
+        try:
+            if tool_use_id in link.session.pending_tool_uses:
+                link.send(link.session.tool_result(tool_use_id, content))
+            elif link.session.model.supports_text_input:
+                # The stream that asked is gone (renewal or reconnect): tell the new one as text instead.
+                link.send(link.session.text(f"(The result of your earlier tool call arrived) {line}"))
+        except ProtocolError as exc:
+            self.outbox.send(ev.Error(errors.PROTOCOL, str(exc), recoverable=True))
+            return
+        self.history.append(Message(ev.Role.ASSISTANT, line))  # without text input, the next replay tells it
 
     # ------------------------------------------------------------------ main loop
     async def run(self) -> None:
         self._state(ev.BridgeState.CONNECTING)
-        attempt = 0
         while not self._closing.is_set():
             try:
                 link = await self._open_link()
             except BackendError as exc:
-                attempt += 1
-                if not await self._after_failure(exc, attempt):
+                if not await self._after_failure(exc, self.failures.fail(time.monotonic())):
                     return
                 continue
-            attempt = 0
+            # An accepted stream is no success yet: only an answered turn (or a renewal) resets the count.
             self._switch_to(link, renewing=False)
             outcome = await self._serve(link)
             if outcome == "closed":
@@ -179,8 +211,7 @@ class SessionRunner:
                     errors.SERVICE_ERROR, "the service ended the stream", recoverable=True, kind="EndOfStream"
                 )
                 self._retire(link, graceful=False)
-                attempt += 1
-                if not await self._after_failure(err, attempt):
+                if not await self._after_failure(err, self.failures.fail(time.monotonic())):
                     return
         await self._close_current()
 
@@ -193,7 +224,10 @@ class SessionRunner:
         if attempt > self.config.max_reconnects:
             self.outbox.send(
                 ev.Error(
-                    errors.RECONNECT_LIMIT, f"gave up after {attempt - 1} reconnects: {exc.message}", recoverable=False
+                    errors.RECONNECT_LIMIT,
+                    f"gave up after {attempt - 1} reconnects without an answered turn (max_reconnects="
+                    f"{self.config.max_reconnects}): {exc.message}",
+                    recoverable=False,
                 )
             )
             return False
@@ -208,8 +242,9 @@ class SessionRunner:
     async def _open_link(self) -> Link:
         self._link_count += 1
         history = list(self.history)
-        # A turn the old stream never answered (a fault, or a forced renewal) is asked again.
-        reask = self._unanswered if self._link_count > 1 else None
+        # A turn the old stream never answered (a fault, or a forced renewal) is asked again, unless it
+        # waits for a tool result: that result, sent as text when the host has it, makes the model answer.
+        reask = self._unanswered if self._link_count > 1 and not self._awaiting_host else None
         if reask and history and history[-1] == Message(ev.Role.USER, reask):
             history.pop()  # it is asked again below instead
         settings = dataclasses.replace(self.config.session, history=tuple(history))
@@ -249,11 +284,13 @@ class SessionRunner:
                 link.send(link.session.audio(chunk))
         self.link = link
         while self._pending:
-            _, payload = self._pending.popleft()
+            payload = self._pending.popleft()
             if isinstance(payload, bytes):
                 link.send(link.session.audio(payload), audio=payload)
-            else:
+            elif isinstance(payload, str):
                 self._text(payload)
+            else:
+                self._tool_result(*payload)
         self._pending_bytes = 0
         self._state(ev.BridgeState.READY)
 
@@ -300,6 +337,7 @@ class SessionRunner:
             old.opened_at = time.monotonic() - self.config.renew_after + 5.0
             return None
         self.renewals += 1
+        self.failures.succeeded()  # the old stream served its full term
         self._switch_to(new, renewing=True)
         self._retire(old, graceful=True)
         return new
@@ -327,8 +365,8 @@ class SessionRunner:
 
     async def _close_current(self) -> None:
         self._state(ev.BridgeState.CLOSING)
-        for kind, _ in self._pending:
-            if kind == "audio":
+        for payload in self._pending:
+            if isinstance(payload, bytes):
                 self._drop("the bridge closed before a stream could take it")
         self._pending.clear()
         link = self.link
@@ -367,7 +405,7 @@ class SessionRunner:
             if item is not None and item[1] is not None:
                 left.append(item[1])
         for pcm in reversed(left):
-            self._pending.appendleft(("audio", pcm))
+            self._pending.appendleft(pcm)
             self._pending_bytes += len(pcm)
 
     async def _reader(self, link: Link) -> None:
@@ -385,9 +423,9 @@ class SessionRunner:
             if link.retired:
                 continue  # a retired stream's late output must not reach the host twice
             for event in link.session.receive(raw):
-                self._deliver(event)
+                self._deliver(link, event)
 
-    def _deliver(self, event: ev.Event) -> None:
+    def _deliver(self, link: Link, event: ev.Event) -> None:
         if isinstance(event, ev.AudioOut):
             pcm = self._to_host.convert(event.pcm, event.sample_rate, event.sample_format)
             if not pcm:
@@ -402,16 +440,38 @@ class SessionRunner:
                     ev.AudioOut(tail, self.config.output_sample_rate, self.config.output_format, event.response_id)
                 )
         if isinstance(event, ev.Transcript) and event.stage is ev.Stage.FINAL:
-            self.history.append(Message(event.role, event.text))
+            said = Message(event.role, event.text)
+            if not (event.role is ev.Role.USER and self.history and self.history[-1] == said):  # typed, echoed
+                self.history.append(said)
             if event.role is ev.Role.USER:
                 self._unanswered = event.text
                 self._replay.clear()  # the model heard this turn: a renewal must not replay it
                 self._replay_bytes = 0
         elif isinstance(event, ev.TurnEnded) and event.stop_reason == "END_TURN":
             self._unanswered = None
+            self._awaiting_host.clear()
+            self.failures.succeeded()
         elif isinstance(event, ev.ToolCall):
             self.history.append(Message(ev.Role.ASSISTANT, tool_call_line(event.name, event.arguments)))
+            if not self.outbox.fits(event):
+                self._refuse_tool_call(link, event)
+                return
+            self._awaiting_host.add(event.tool_use_id)
         self.outbox.send(event)
+
+    def _refuse_tool_call(self, link: Link, call: ev.ToolCall) -> None:
+        """A call too large for the ring: the model gets an error result at once instead of waiting forever."""
+        self.outbox.send(ev.Warning(
+            errors.WORKER_MESSAGE_TOO_LARGE,
+            f"the tool call {call.name!r} ({call.tool_use_id}) is too large for the worker->host ring "
+            f"(at most {self.outbox.max_message} bytes per message; raise outbound_capacity): the bridge "
+            "answered the model with an error result instead"))
+        content = json.dumps(TOO_LARGE_RESULT)
+        try:
+            link.send(link.session.tool_result(call.tool_use_id, content))
+        except ProtocolError as exc:  # the stream is closing: the next one is told by the history
+            log.warning("could not answer the refused tool call: %s", exc)
+        self.history.append(Message(ev.Role.ASSISTANT, tool_result_line(call.tool_use_id, content)))
 
     # ------------------------------------------------------------------ reporting
     def _state(self, state: ev.BridgeState, detail: str = "") -> None:

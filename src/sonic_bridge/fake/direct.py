@@ -66,7 +66,10 @@ class FakeDirectStream:
         self._released = False
 
     async def send(self, event: str) -> None:
-        if self.model.ended or (self.model.failed and not self._ready):
+        # As through the SDK: input after the service refused an event is taken (and ignored by the failed
+        # model) until the response stream has ended; the service's own error reaches the reader. Failing
+        # here at once made a fatal error look like a recoverable connection reset.
+        if self._released or self.model.ended:
             raise OSError("Attempted to write to closed stream.")
         self.model.feed(json.loads(event), self._loop.time())
         self._kick.set()

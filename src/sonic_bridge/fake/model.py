@@ -354,6 +354,10 @@ class FakeSonic:
             self._emit(
                 now + think, self._ev("contentEnd", {"contentId": cid, "type": "TOOL", "stopReason": "TOOL_USE"})
             )
+            if plan.fault in ("model_stream_error", "truncated_frame", "disconnect"):
+                # A fault on a tool turn: the stream fails while the call waits for its result.
+                self._script = collections.deque([(0.0, _fault_output(plan.fault)), (0.0, END)])
+                self._script_due = now + think + self.sc.scaled(0.2)
             return
         text = plan.reply_text or f"You spoke for {len(audio) / self.input_rate:.1f} seconds in turn {self.turn}."
         self._schedule_reply(now + self._thinking(plan), audio, text, plan)
