@@ -26,7 +26,7 @@ from tests.helpers import has_state, run_until
 
 @pytest.fixture(autouse=True)
 def fresh_model_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models, "_warned", set())  # each test sees the once-per-process warning
+    monkeypatch.setattr(models, "_warned", set(), raising=False)  # each test sees the once-per-process warning
 
 
 # --------------------------------------------------------------------------- the cases
