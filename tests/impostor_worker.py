@@ -18,6 +18,8 @@ from sonic_bridge.ring import Doorbell, SharedRing
 
 def main(argv: list[str]) -> None:
     claimed = os.environ.get("IMPOSTOR_VERSION", "0.0.1")
+    if "sonic_bridge.worker" not in argv:  # any other use of the interpreter: a plain Python
+        os.execv(sys.executable, [sys.executable, *argv])
     if "--probe" in argv:
         print(json.dumps({"python": list(sys.version_info[:3]), "executable": sys.executable,
                           "sonic_bridge": claimed, "ring_protocol": handshake.RING_PROTOCOL, "modules": {},

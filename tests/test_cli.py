@@ -60,6 +60,34 @@ def test_doctor_names_a_broken_worker_interpreter() -> None:
     assert result.returncode == 1 and "PROBLEM worker interpreter" in result.stdout and "fix:" in result.stdout
 
 
+def test_doctor_names_a_worker_of_another_version(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    impostor = tmp_path / "old-worker"
+    impostor.write_text(f'#!/bin/sh\nPYTHONPATH={root} IMPOSTOR_VERSION=0.0.1 exec {sys.executable} '
+                        f'{root}/tests/impostor_worker.py "$@"\n')
+    impostor.chmod(0o755)
+    result = cli("doctor", "--worker-python", str(impostor))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "PROBLEM worker version: the worker runs sonic-bridge 0.0.1" in result.stdout
+    assert "sonic-bridge worker-env" in result.stdout and "session round trip" not in result.stdout
+
+
+@pytest.mark.skipif(not os.environ.get("SONIC_BRIDGE_HOST_PYTHON"), reason="needs the Python 3.11 host venv")
+def test_doctor_names_a_package_that_would_leak_from_the_host_into_the_worker() -> None:
+    import site
+
+    from sonic_bridge import BridgeConfig
+    from sonic_bridge.doctor import Check, run_checks
+
+    other = os.environ["SONIC_BRIDGE_HOST_PYTHON"]  # another interpreter, with its own numpy
+    ours = next(p for p in site.getsitepackages() if os.path.isdir(os.path.join(p, "numpy")))
+    config = BridgeConfig(worker_python=other, worker_env={"PYTHONPATH": ours})  # the mistake of the last release
+    checks: list[Check] = []
+    assert not run_checks(config, checks.append)
+    (env_check,) = [c for c in checks if c.name == "worker environment"]
+    assert not env_check.ok and "would import numpy from the host's environment" in env_check.detail
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["demo", "--input", "/no/such.wav"], "cannot read /no/such.wav"),
     (["demo", "--model", "anthropic.claude-v2"], "not a Nova Sonic model"),

@@ -1,14 +1,13 @@
 """``sonic-bridge doctor``: checks what a bridge needs, names each problem with its fix.
 
-Interpreter facts, the SDK install and the credentials are checked inside the worker's interpreter
-(that is where they must work), by a small probe. Credentials are reported by presence and source,
-never by value. Last, a real session round trip to the configured endpoint (or the fake).
+The worker's interpreter is checked exactly as a bridge launches it (same command line, same
+environment): where each package would come from (a package of the host's leaking in is named), its
+sonic-bridge version against the host's, the SDK, and the credentials (by presence and source, never by
+value). Last, a real session round trip to the configured endpoint (or the fake).
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -17,34 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from sonic_bridge import events as ev
+from sonic_bridge import launch, worker_env
+from sonic_bridge._version import __version__
 from sonic_bridge.client import SonicBridge
 from sonic_bridge.config import BridgeConfig
-
-PROBE = r"""
-import json, sys
-out = {"python": list(sys.version_info[:3]), "executable": sys.executable}
-try:
-    import sonic_bridge
-    out["sonic_bridge"] = sonic_bridge.__version__
-except Exception as exc:
-    out["sonic_bridge_error"] = repr(exc)
-try:
-    import importlib.metadata as md
-    import aws_sdk_bedrock_runtime, awscrt, smithy_http.aio.crt  # noqa: F401
-    out["sdk"] = md.version("aws-sdk-bedrock-runtime")
-    out["awscrt"] = md.version("awscrt")
-except Exception as exc:
-    out["sdk_error"] = repr(exc)
-try:
-    import boto3
-    session = boto3.Session(profile_name=sys.argv[1] or None)
-    creds = session.get_credentials()
-    out["credentials"] = None if creds is None else getattr(creds, "method", "unknown")
-    out["expires"] = str(getattr(creds, "_expiry_time", "") or "")
-except Exception as exc:
-    out["credentials_error"] = repr(exc)
-print(json.dumps(out))
-"""
 
 
 @dataclass
@@ -55,16 +30,16 @@ class Check:
     fix: str = ""
 
 
-def probe(python: str, profile: str | None) -> dict[str, object]:
-    try:
-        proc = subprocess.run([python, "-c", PROBE, profile or ""], capture_output=True, text=True, timeout=60,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return {"error": str(exc)}
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
-    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+def _chosen(config: BridgeConfig) -> str:
+    """How the bridge picks the worker's interpreter, so the report says where it looked."""
+    if config.worker_python:
+        return "worker_python"
+    if sys.version_info >= (3, 12):
+        return "the host's own (Python >= 3.12)"
+    place = launch.default_worker_env_dir()
+    if config.python != sys.executable:
+        return f"the worker environment at {place}"
+    return f"the host's own: no worker environment at {place}"
 
 
 def run_checks(config: BridgeConfig, report: Callable[[Check], None], round_trip_timeout: float = 30.0) -> bool:
@@ -74,27 +49,42 @@ def run_checks(config: BridgeConfig, report: Callable[[Check], None], round_trip
         checks.append(check)
         report(check)
 
-    add(Check("host interpreter", sys.version_info >= (3, 11), f"Python {sys.version.split()[0]} ({sys.executable})",
-              "use Python 3.11 or later for the host"))
-    facts = probe(config.python, config.profile)
-    if "error" in facts:
-        add(Check("worker interpreter", False, f"{config.python}: {facts['error']}",
-                  "set worker_python to a working Python >= 3.12 that has sonic-bridge installed"))
+    env_fix = ("run `sonic-bridge worker-env` (bridges then find it without worker_python) or set worker_python to a "
+               f"Python >= 3.12 with sonic-bridge[aws]=={__version__}")
+    add(Check("host interpreter", sys.version_info >= (3, 11), f"Python {sys.version.split()[0]} ({sys.executable}), "
+              f"sonic-bridge {__version__}", "use Python 3.11 or later for the host"))
+    python = config.python
+    try:
+        origins = worker_env.locate(python, config.worker_env)
+    except worker_env.WorkerEnvError as exc:
+        add(Check("worker interpreter", False, f"{python} ({_chosen(config)}): {exc}", env_fix))
         return False
-    raw_version = facts.get("python")
-    version = tuple(int(v) for v in raw_version) if isinstance(raw_version, list) else (0,)
+    leaks = worker_env.leaks(origins, python)
+    own = origins.modules.get("sonic_bridge", "")
+    add(Check("worker environment", bool(own) and not leaks,
+              "; ".join(leaks) if leaks else (f"{python} ({_chosen(config)}) imports sonic-bridge from {own}" if own
+                                              else f"{python} ({_chosen(config)}) has no sonic-bridge"),
+              env_fix if not leaks else "give the worker only its own packages"))
+    if not own or leaks:
+        return False
+    try:
+        facts = worker_env.probe(python, config.profile, config.worker_env)
+    except worker_env.WorkerEnvError as exc:
+        add(Check("worker version", False, str(exc), env_fix))
+        return False
     needs_sdk = config.backend == "aws" or config.fake.via_sdk
-    add(Check("worker interpreter", "sonic_bridge" in facts and (version >= (3, 12) or not needs_sdk),
-              f"Python {'.'.join(map(str, version))} at {facts['executable']}, sonic-bridge "
-              f"{facts.get('sonic_bridge', 'missing')}",
-              "the AWS SDK needs Python >= 3.12: set worker_python to one, with `pip install 'sonic-bridge[aws]'`"))
+    mismatch = facts.version_problem(python)
+    add(Check("worker version", mismatch is None,
+              mismatch or f"Python {'.'.join(map(str, facts.version))}, sonic-bridge {__version__} (ring protocol "
+              f"{facts.facts.get('ring_protocol')}), as the host", env_fix))
     if needs_sdk:
-        add(Check("AWS SDK", "sdk" in facts and str(facts.get("sdk", "")).startswith("0.12"),
-                  f"aws-sdk-bedrock-runtime {facts.get('sdk', 'missing')}, awscrt {facts.get('awscrt', 'missing')}",
-                  "install the tested line into the worker: pip install 'sonic-bridge[aws]'"))
-        source = facts.get("credentials")
+        raw = facts.facts
+        add(Check("AWS SDK", "sdk" in raw and str(raw.get("sdk", "")).startswith("0.12") and facts.version >= (3, 12),
+                  f"aws-sdk-bedrock-runtime {raw.get('sdk', 'missing')}, awscrt {raw.get('awscrt', 'missing')} on "
+                  f"Python {'.'.join(map(str, facts.version))}", env_fix))
+        source = raw.get("credentials")
         add(Check("credentials", bool(source), f"found, from {source}" + (
-            f" (expire {facts['expires']})" if facts.get("expires") else "") if source else "none found",
+            f" (expire {raw['expires']})" if raw.get("expires") else "") if source else "none found",
                   "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or a profile (AWS_PROFILE / --profile), "
                   "or run `aws sso login`"))
     if not all(c.ok for c in checks):

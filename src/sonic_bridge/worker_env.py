@@ -35,6 +35,15 @@ class ProbeResult:
         raw = self.facts.get("python")
         return tuple(int(v) for v in raw) if isinstance(raw, list) else (0,)
 
+    def hello(self) -> handshake.Hello:
+        """The introduction this worker would make, as the bridge's handshake checks it."""
+        raw = self.facts
+        return handshake.Hello(str(raw.get("sonic_bridge")), int(str(raw.get("ring_protocol", 0))),
+                               ".".join(map(str, self.version)), str(raw.get("executable")), 0)
+
+    def version_problem(self, python: str) -> str | None:
+        return handshake.mismatch(self.hello(), __version__, python)
+
 
 def python_version(python: str) -> tuple[int, int] | None:
     try:
@@ -96,12 +105,24 @@ def requirement(source: str, extras: str) -> str:
     return f"{name}[{extras}]{sep}{pin}"
 
 
-def probe(python: str, profile: str | None = None, timeout: float = 90.0) -> ProbeResult:
-    """The worker's view of its environment, launched exactly as a bridge launches it."""
-    argv = [python, "-P", "-m", "sonic_bridge.worker", "--probe", "--profile", profile or ""]
+# Where each package would come from, found without importing anything (a leaked numpy can't crash it).
+_LOCATE = (
+    "import importlib.util, json, sys\n"
+    "out = {}\n"
+    "for name in ('sonic_bridge', 'numpy', 'aws_sdk_bedrock_runtime'):\n"
+    "    try:\n"
+    "        spec = importlib.util.find_spec(name)\n"
+    "    except Exception:\n"
+    "        spec = None\n"
+    "    out[name] = spec.origin if spec and spec.origin else ''\n"
+    "print(json.dumps({'modules': out, 'prefix': sys.prefix, 'executable': sys.executable}))\n"
+)
+
+
+def _run_json(argv: list[str], python: str, extra: dict[str, str] | None, timeout: float) -> dict[str, object]:
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
-                             env=launch.worker_environment(python))
+                             env=launch.worker_environment(python, extra))
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise WorkerEnvError(f"{python} could not be run: {exc}") from None
     if out.returncode != 0:
@@ -110,42 +131,60 @@ def probe(python: str, profile: str | None = None, timeout: float = 90.0) -> Pro
     try:
         facts = json.loads(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        raise WorkerEnvError(f"{python} printed no worker facts: {out.stdout[-300:]!r}") from None
+        facts = None
     if not isinstance(facts, dict):
         raise WorkerEnvError(f"{python} printed no worker facts: {out.stdout[-300:]!r}")
-    return ProbeResult(facts)
+    return facts
+
+
+@dataclass(frozen=True)
+class Origins:
+    """Where the worker's interpreter would import each package from, and its own prefix."""
+
+    modules: dict[str, str]
+    prefix: str
+
+
+def locate(python: str, extra: dict[str, str] | None = None, timeout: float = 60.0) -> Origins:
+    """Where the worker's interpreter, launched as a bridge launches it, would import each package from."""
+    facts = _run_json([python, "-P", "-c", _LOCATE], python, extra, timeout)
+    modules = facts.get("modules")
+    found = {str(k): str(v) for k, v in modules.items()} if isinstance(modules, dict) else {}
+    return Origins(found, str(facts.get("prefix", "")))
+
+
+def probe(python: str, profile: str | None = None, extra: dict[str, str] | None = None,
+          timeout: float = 90.0) -> ProbeResult:
+    """The worker's view of its environment, launched exactly as a bridge launches it."""
+    argv = [python, "-P", "-m", "sonic_bridge.worker", "--probe", "--profile", profile or ""]
+    return ProbeResult(_run_json(argv, python, extra, timeout))
 
 
 def problems(result: ProbeResult, python: str, needs_sdk: bool = True) -> list[str]:
     """What would stop a bridge from using this worker environment (empty when it is fine)."""
     facts = result.facts
     found: list[str] = []
-    hello = handshake.Hello(str(facts.get("sonic_bridge")), int(str(facts.get("ring_protocol", 0))),
-                            ".".join(map(str, result.version)), str(facts.get("executable")), 0)
-    mismatch = handshake.mismatch(hello, __version__, python)
+    mismatch = result.version_problem(python)
     if mismatch:
         found.append(mismatch)
     if needs_sdk and result.version < MIN_WORKER:
         found.append(f"{python} is Python {'.'.join(map(str, result.version))}: the AWS SDK needs >= 3.12")
     if needs_sdk and "sdk" not in facts:
         found.append(f"{python} cannot import the AWS SDK ({facts.get('sdk_error')}): install sonic-bridge[aws]")
-    found += leaks(facts, python)
     return found
 
 
-def leaks(facts: dict[str, object], python: str) -> list[str]:
+def leaks(origins: Origins, python: str) -> list[str]:
     """Packages the worker would import from the host's environment (a 3.11 numpy in a 3.12 worker)."""
-    if launch.same_interpreter(python):
-        return []
+    if os.path.realpath(origins.prefix) == os.path.realpath(sys.prefix):
+        return []  # the host's own environment (its interpreter, or a shim or wrapper of it)
     host_dirs = {os.path.realpath(p) for p in _host_site_dirs()}
-    modules = facts.get("modules")
     out = []
-    if isinstance(modules, dict):
-        for name, path in modules.items():
-            real = os.path.realpath(str(path))
-            if name != "sonic_bridge" and any(real.startswith(d + os.sep) for d in host_dirs):
-                out.append(f"the worker at {python} imports {name} from the host's environment ({path}): "
-                           "remove the host's folders from PYTHONPATH / worker_env")
+    for name, path in origins.modules.items():
+        real = os.path.realpath(path) if path else ""
+        if real and any(real.startswith(d + os.sep) for d in host_dirs):
+            out.append(f"the worker at {python} would import {name} from the host's environment ({path}): "
+                       "remove the host's folders from its PYTHONPATH (worker_env)")
     return out
 
 
@@ -178,7 +217,8 @@ def create(env_dir: str | None = None, python: str | None = None, source: str | 
     progress(f"installing {spec}")
     _run([interpreter, "-m", "pip", "install", "-q", "--disable-pip-version-check", spec], f"pip install {spec}")
     progress("checking it as a bridge will launch it")
-    found = problems(probe(interpreter), interpreter, needs_sdk="aws" in extras.split(","))
+    found = leaks(locate(interpreter), interpreter)
+    found += problems(probe(interpreter), interpreter, needs_sdk="aws" in extras.split(","))
     if found:
         raise WorkerEnvError("; ".join(found))
     return interpreter
