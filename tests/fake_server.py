@@ -21,8 +21,8 @@ class Server:
 
 
 @contextlib.contextmanager
-def fake_server(tmp: Path, *args: str) -> Iterator[Server]:
-    proc = subprocess.Popen([sys.executable, "-m", "sonic_bridge.cli", "fake-server", "--port", "0",
+def fake_server(tmp: Path, *args: str, python: str = sys.executable) -> Iterator[Server]:
+    proc = subprocess.Popen([python, "-m", "sonic_bridge.cli", "fake-server", "--port", "0",
                              "--cert-dir", str(tmp / "ca"), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -44,6 +45,13 @@ def concrete_handlers(module: Any) -> list[type]:
 
     return [obj for _, obj in inspect.getmembers(module, inspect.isclass)
             if issubclass(obj, HandlerBase) and not inspect.isabstract(obj)]
+
+
+@pytest.mark.skipif(not os.environ.get("SONIC_BRIDGE_EXPECT_INSTALLED"), reason="only in the installed layout")
+def test_the_library_comes_from_the_installed_wheel() -> None:
+    import sonic_bridge
+
+    assert "site-packages" in sonic_bridge.__file__ and sys.version_info[:2] == (3, 11)
 
 
 def test_the_module_holds_exactly_one_concrete_handler(oac: Any) -> None:

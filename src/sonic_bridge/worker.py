@@ -275,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         outbox.send(
             ev.Error(errors.BAD_CONFIGURATION, f"worker could not read its configuration: {exc}", recoverable=False)
         )
+        outbox.flush_before_exit()
         os._exit(2)
     logging.getLogger("sonic_bridge").setLevel(config.log_level)
     _lower_priority()
@@ -284,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         log.exception("worker failed")
         outbox.send(ev.Error(errors.INTERNAL, f"worker failed: {type(exc).__name__}: {exc}", recoverable=True))
-    # Leave at once: native SDK threads must not keep a process alive whose host is gone.
+    # Leave at once: native SDK threads must not keep a process alive whose host is gone. What waits in the
+    # outbox (a crash's Error, when the host was not polling) is handed over first, bounded.
+    outbox.flush_before_exit()
     sys.stderr.flush()
     os._exit(code)
 
