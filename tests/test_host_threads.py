@@ -110,7 +110,7 @@ def test_close_from_another_thread_while_pushing_is_quiet(tiny_switch_interval: 
             while not stop.is_set():
                 results.append(bridge.push_audio(np.zeros(320, np.float32), 16000))
                 bridge.poll()
-        except BaseException as exc:  # noqa: BLE001 - any exception is the failure under test
+        except BaseException as exc:  # any exception is the failure under test
             errors.append(exc)
 
     threads = [threading.Thread(target=pusher) for _ in range(3)]

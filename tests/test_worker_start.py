@@ -41,7 +41,8 @@ def wrapper(tmp_path: Path, body: str) -> str:
 ])
 def test_a_worker_of_another_version_ends_the_start_with_a_terminal_error(tmp_path: Path, claimed: str,
                                                                           says: str) -> None:
-    impostor = wrapper(tmp_path, f'IMPOSTOR_VERSION={claimed} exec {sys.executable} {ROOT}/tests/impostor_worker.py "$@"')
+    impostor = wrapper(tmp_path, f'IMPOSTOR_VERSION={claimed} exec {sys.executable} '
+                                 f'{ROOT}/tests/impostor_worker.py "$@"')
     bridge = SonicBridge(BridgeConfig(worker_python=impostor, worker_env={"PYTHONPATH": str(ROOT)})).start()
     events = events_until_closed(bridge, 15)
     errors = [e for e in events if isinstance(e, ev.Error)]
