@@ -108,6 +108,99 @@ def test_interactive_text_answers_on_nova2_but_not_on_nova1() -> None:
     run.send(run.session.text("hello"))
     run.advance(1.0)
     assert any(isinstance(e, ev.AudioOut) for e in run.events)
+
+
+def test_a_typed_turn_gets_a_reply_echoing_its_words_and_no_user_transcript() -> None:
+    # The USER text block is the transcript of speech: typed text is not sent back (a client that shows
+    # or keeps its own typed message would hold it twice); the reply echoes the words as a voice reply
+    # echoes the voice: its text quotes them, its audio "spells" them (one 60 ms tone per character).
+    run = Run()
+    run.send(run.session.start())
+    run.send(run.session.text("hello there"))
+    run.advance(2.0)
+    transcripts = [e for e in run.events if isinstance(e, ev.Transcript)]
+    assert [e.role for e in transcripts] == [ev.Role.ASSISTANT, ev.Role.ASSISTANT]
+    assert [(e.stage, e.text) for e in transcripts] == [
+        (ev.Stage.SPECULATIVE, 'You wrote "hello there" in turn 1.'),
+        (ev.Stage.FINAL, 'You wrote "hello there" in turn 1.')]
+    assert ev.TurnEnded("END_TURN", "r1") in run.events
+    assert abs(len(run.reply_audio()) / 24000 - 11 * 0.06) < 0.02  # 11 characters, not a fixed 0.6 s tone
+    # A second typed turn is turn 2, and a longer text gives a longer reply.
+    run.send(run.session.text("and a much longer second message"))
+    run.advance(3.0)
+    finals = [e.text for e in run.events if isinstance(e, ev.Transcript) and e.stage is ev.Stage.FINAL]
+    assert finals[-1] == 'You wrote "and a much longer second message" in turn 2.'
+
+
+def test_a_typed_turn_keeps_its_scenario_plan() -> None:
+    weather = Tool("get_weather", "Get the weather", {"type": "object"})
+    run = Run(SessionSettings(tools=(weather,)), Scenario(seed=2, turns=(TurnPlan(tool="get_weather"),)))
+    run.send(run.session.start())
+    run.send(run.session.text("weather in Oslo?"))
+    run.advance(1.0)
+    (call,) = [e for e in run.events if isinstance(e, ev.ToolCall)]
+    run.send(run.session.tool_result(call.tool_use_id, {"temp": 3}))
+    run.advance(2.0)
+    assert [e.text for e in run.events if isinstance(e, ev.Transcript) and e.stage is ev.Stage.FINAL] == [
+        'The tool said: {"temp": 3}']
+
+
+def test_a_content_block_larger_than_the_limit_is_refused_and_its_text_released() -> None:
+    run = Run(scenario=Scenario(max_content_bytes=10_000))
+    run.send(run.session.start())
+    name = run.session.prompt_name
+    run.send([{"event": {"contentStart": {
+        "promptName": name, "contentName": "big", "type": "TEXT", "role": "USER", "interactive": True,
+        "textInputConfiguration": {"mediaType": "text/plain"}}}}])
+    piece = {"event": {"textInput": {"promptName": name, "contentName": "big", "content": "x" * 4000}}}
+    run.send([piece, piece])
+    assert run.model.buffered_input == 8000 and not errors_of(run)
+    run.send([piece])
+    run.advance(0.1)
+    (error,) = errors_of(run)
+    assert error.kind == "ValidationException" and "big" in error.message and "10000 bytes" in error.message
+    run.send([piece] * 10)  # nothing more is held after the refusal
+    assert run.model.buffered_input <= 8000
+
+
+def test_a_text_block_is_released_at_its_content_end() -> None:
+    run = Run(scenario=Scenario(max_content_bytes=10_000))
+    run.send(run.session.start())
+    for _ in range(5):  # five typed turns of 6 kB each: each block counts alone
+        run.send(run.session.text("y" * 6000))
+        assert run.model.buffered_input == 0
+    assert not errors_of(run)
+
+
+def test_a_long_turn_echoes_at_most_fifteen_seconds_and_says_how_long_it_was() -> None:
+    from sonic_bridge.fake.model import ECHO_LIMIT_S
+
+    run = Run()
+    run.send(run.session.start())
+    run.send(run.session.audio(tone16(40.0)))  # a flood: 40 s of speech in one go
+    assert sum(len(f) for f in run.model._utterance) <= ECHO_LIMIT_S * 16000 + 160
+    run.send(run.session.audio(silence16(1.6)))
+    run.advance(8.0)
+    user = [e.text for e in run.events if isinstance(e, ev.Transcript) and e.role is ev.Role.USER]
+    assert user == ["turn 1: 40.0 seconds of speech"]
+    assert abs(len(run.reply_audio()) / 24000 - ECHO_LIMIT_S) < 0.2
+
+
+@pytest.mark.parametrize("event", [
+    lambda p, a: ["not", "a", "mapping"],
+    lambda p, a: {"event": {"textInput": "a string body"}},
+    lambda p, a: {"event": {"audioInput": None}},
+    lambda p, a: {"event": {"audioInput": {"promptName": p, "contentName": a, "content": ["AAAA"]}}},
+    lambda p, a: {"event": {"contentEnd": {"promptName": p, "contentName": {"a": 1}}}},
+    lambda p, a: {"event": {7: {}}},
+], ids=["list", "string body", "null body", "audio content a list", "content name a mapping", "name a number"])
+def test_an_event_of_any_shape_fails_only_its_stream_with_a_validation_exception(event: object) -> None:
+    run = Run()
+    run.send(run.session.start())
+    run.advance(0.1)
+    run.model.feed(event(run.session.prompt_name, run.session.audio_content_name), run.now)  # type: ignore[operator]
+    (error, end) = run.model.pump(run.now)
+    assert isinstance(error, FakeError) and error.kind == "ValidationException" and end == END
     quiet = Run(SessionSettings(model_id=NOVA1))
     prefix = quiet.session.start()
     name = quiet.session.prompt_name
@@ -295,6 +388,28 @@ def test_scenario_files_load_and_refuse_unknown_keys(tmp_path: object) -> None:
         Scenario.load(p)
     with pytest.raises(ValueError, match="unknown fault"):
         TurnPlan(fault="meteor")
+
+
+@pytest.mark.parametrize(("name", "text", "problem"), [
+    ("s.json", "seed: 3\n", "is not valid JSON"),
+    ("s.yaml", "seed: [3\n", "is not valid YAML"),
+    ("s.json", "[1, 2]", "must hold a mapping, got list"),
+    ("s.json", '{"turns": [3]}', "must be a mapping"),
+    ("s.json", '{"thinking_ms": 5}', "not iterable"),
+    ("s.json", '{"max_content_bytes": 0}', "max_content_bytes must be a positive whole number"),
+])
+def test_a_scenario_file_that_cannot_be_used_is_named_with_its_problem(
+    tmp_path: object, name: str, text: str, problem: str
+) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / name
+    path.write_text(text)
+    with pytest.raises(ValueError) as info:
+        Scenario.load(path)
+    assert str(path) in str(info.value) and problem in str(info.value), info.value
+    with pytest.raises(ValueError, match="cannot be read"):
+        Scenario.load(Path(str(tmp_path)) / "missing.json")
 
 
 def test_a_scenario_file_drives_a_reproducible_conversation(tmp_path: object) -> None:

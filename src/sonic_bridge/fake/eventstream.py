@@ -53,6 +53,14 @@ def string_headers(**values: str) -> list[tuple[str, int, Any]]:
 
 
 def decode_headers(raw: bytes) -> dict[str, Any]:
+    """The headers of one message; FrameError when they are cut short or not UTF-8."""
+    try:
+        return _decode_headers(raw)
+    except (IndexError, struct.error, UnicodeDecodeError) as exc:
+        raise FrameError(f"malformed headers: {exc}") from None
+
+
+def _decode_headers(raw: bytes) -> dict[str, Any]:
     out: dict[str, Any] = {}
     i = 0
     while i < len(raw):
@@ -75,10 +83,14 @@ def decode_headers(raw: bytes) -> dict[str, Any]:
             out[name] = struct.unpack_from(">q", raw, i)[0]
             i += 8
         elif kind == UUID:
+            if i + 16 > len(raw):
+                raise IndexError("UUID header cut short")
             out[name] = raw[i : i + 16]
             i += 16
         elif kind in (BYTES, STRING):
             size = struct.unpack_from(">H", raw, i)[0]
+            if i + 2 + size > len(raw):
+                raise IndexError(f"header {name} cut short")
             value = raw[i + 2 : i + 2 + size]
             out[name] = value.decode() if kind == STRING else bytes(value)
             i += 2 + size
@@ -88,10 +100,14 @@ def decode_headers(raw: bytes) -> dict[str, Any]:
 
 
 class Decoder:
-    """Feed bytes in any chunking; take out whole messages as (headers, payload)."""
+    """Feed bytes in any chunking; take out whole messages as (headers, payload).
 
-    def __init__(self) -> None:
+    A message longer than ``max_message`` is refused at its prelude, before any of it is buffered.
+    """
+
+    def __init__(self, max_message: int = MAX_MESSAGE) -> None:
         self._buf = bytearray()
+        self.max_message = max_message
 
     def feed(self, data: bytes) -> Iterator[tuple[dict[str, Any], bytes]]:
         self._buf += data
@@ -101,6 +117,8 @@ class Decoder:
                 raise FrameError("prelude CRC mismatch")
             if not 16 <= total <= MAX_MESSAGE or head_len > total - 16:
                 raise FrameError(f"bad message length {total}")
+            if total > self.max_message:
+                raise FrameError(f"a message of {total} bytes is larger than the limit of {self.max_message} bytes")
             if len(self._buf) < total:
                 return
             message = bytes(self._buf[:total])

@@ -33,6 +33,9 @@ DISCONNECT = "DISCONNECT"
 PAUSE_BY_SENSITIVITY = {"HIGH": 1.5, "MEDIUM": 1.75, "LOW": 2.0}
 HISTORY_ERROR = "Chat history should be sent completely before streaming audio."
 INVALID_INPUT = "Invalid input request, please fix your input and try again."
+ECHO_LIMIT_S = 15.0  # a reply echoes at most this much of the user's turn: a long turn holds no more memory
+TYPED_ECHO_CHARS = 500  # a typed turn's reply echoes at most this many of its characters
+TYPED_CHAR_S = 0.06  # a typed character "spoken" in the reply audio
 
 
 class FakeError(Exception):
@@ -77,13 +80,15 @@ class FakeSonic:
         self.tools: set[str] = set()
         self.block: dict[str, Any] | None = None
         self.block_text: list[str] = []
+        self.block_bytes = 0  # UTF-8 size of block_text, capped by scenario.max_content_bytes
         self.audio_name = ""
-        self.history_roles: list[str] = []
+        self.history_blocks = 0
         self.completion_id = ""
         # turn detection (audio time, seconds)
         self._frame = 160
         self._leftover = b""
         self._utterance: list[npt.NDArray[np.float32]] = []
+        self._utterance_samples = 0  # all of the turn's samples, kept or not (the echo keeps ECHO_LIMIT_S)
         self._in_speech = False
         self._silence = 0.0
         self._voice_run = 0.0
@@ -97,27 +102,37 @@ class FakeSonic:
         self.usage_total = [0, 0, 0, 0]
         self.input_events = 0
 
+    @property
+    def buffered_input(self) -> int:
+        """Bytes of input held until a later event completes them (the open text block, a partial frame)."""
+        return self.block_bytes + len(self._leftover)
+
     # ------------------------------------------------------------------ input
-    def feed(self, event: dict[str, Any], now: float) -> None:
+    def feed(self, event: Any, now: float) -> None:
+        """One decoded input event. Any shape is answered: a bad one fails this stream, never the caller."""
         if self.failed or self.ended:
             return
         self.last_input = now
         self.input_events += 1
         try:
             ((name, body),) = event["event"].items()
-        except (KeyError, AttributeError, ValueError):
+        except (KeyError, AttributeError, ValueError, TypeError):
             self._fail(FakeError("ValidationException", "Malformed input event."), now)
             return
-        handler = getattr(self, f"_in_{name}", None)
+        handler = getattr(self, f"_in_{name}", None) if isinstance(name, str) else None
         if handler is None:
-            self._fail(FakeError("ValidationException", f"Unknown input event type: {name}"), now)
+            self._fail(FakeError("ValidationException", f"Unknown input event type: {str(name)[:100]}"), now)
+            return
+        if not isinstance(body, dict):
+            self._fail(FakeError("ValidationException", f"Invalid {name} event: its body must be an object"), now)
             return
         try:
             handler(body, now)
         except FakeError as err:
             self._fail(err, now)
-        except (KeyError, TypeError, ValueError) as exc:
-            self._fail(FakeError("ValidationException", f"Invalid {name} event: {exc}"), now)
+        except Exception as exc:  # a field of the wrong type anywhere: the service refuses the event
+            self._fail(FakeError("ValidationException", f"Invalid {name} event: {type(exc).__name__}: {exc}"[:300]),
+                       now)
 
     def end_input(self, now: float) -> None:
         """The client closed its side of the stream."""
@@ -191,11 +206,11 @@ class FakeSonic:
             elif self.phase == "history":
                 if interactive:
                     raise FakeError("ValidationException", "Interactive text needs the audio content to be started.")
-                if not self.history_roles and role != "USER":
+                if not self.history_blocks and role != "USER":
                     raise FakeError(
                         "ValidationException", "The first message in the chat history must be from the user."
                     )
-                self.history_roles.append(str(role))
+                self.history_blocks += 1
             elif self.phase == "audio":
                 if not interactive:
                     raise FakeError("ValidationException", HISTORY_ERROR)
@@ -211,25 +226,36 @@ class FakeSonic:
             raise FakeError("ValidationException", f"Invalid content type: {kind}")
         self.block = body
         self.block_text = []
+        self.block_bytes = 0
 
     def _in_textInput(self, body: dict[str, Any], now: float) -> None:
         self._check_prompt(body)
         if self.block is None or self.block["contentName"] != body["contentName"] or self.block["type"] != "TEXT":
             raise FakeError("ValidationException", "textInput outside its TEXT content block.")
-        self.block_text.append(str(body["content"]))
+        self._hold(str(body["content"]))
 
     def _in_toolResult(self, body: dict[str, Any], now: float) -> None:
         self._check_prompt(body)
         if self.block is None or self.block["type"] != "TOOL" or self.block["contentName"] != body["contentName"]:
             raise FakeError("ValidationException", INVALID_INPUT)
-        self.block_text.append(str(body["content"]))
+        self._hold(str(body["content"]))
+
+    def _hold(self, text: str) -> None:
+        """Text of the open block, kept until its contentEnd: refused past the content size limit."""
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if self.block_bytes + size > self.sc.max_content_bytes:
+            assert self.block is not None
+            raise FakeError("ValidationException", f"Content {self.block['contentName']} is larger than "
+                            f"{self.sc.max_content_bytes} bytes; send less text per content block.")
+        self.block_text.append(text)
+        self.block_bytes += size
 
     def _in_contentEnd(self, body: dict[str, Any], now: float) -> None:
         self._check_prompt(body)
         name = body["contentName"]
         if self.block is not None and self.block["contentName"] == name:
             block, text = self.block, "".join(self.block_text)
-            self.block = None
+            self.block, self.block_text, self.block_bytes = None, [], 0
             if block["type"] == "TEXT" and block.get("role") == "SYSTEM" and self.phase == "system":
                 self.phase = "history"
                 self.completion_id = str(uuid.UUID(int=self.rng.getrandbits(128)))
@@ -275,10 +301,12 @@ class FakeSonic:
         usable = len(pcm) - len(pcm) % frame_bytes
         self._leftover = pcm[usable:]
         samples = np.frombuffer(pcm[:usable], dtype="<i2").astype(np.float32) / 32768.0
+        frames = samples.reshape(-1, self._frame)
+        levels = np.sqrt(np.mean(frames * frames, axis=1)) if len(frames) else np.zeros(0, np.float32)
         dt = self._frame / self.input_rate
-        for start in range(0, len(samples), self._frame):
-            frame = samples[start : start + self._frame]
-            voiced = float(np.sqrt(np.mean(frame * frame))) > self.sc.speech_threshold
+        keep = int(ECHO_LIMIT_S * self.input_rate)
+        for frame, level in zip(frames, levels.tolist(), strict=True):
+            voiced = level > self.sc.speech_threshold
             if voiced:
                 self.last_voice = now
                 self._voice_run += dt
@@ -290,7 +318,9 @@ class FakeSonic:
                 self._in_speech = True
                 self._silence = 0.0
             if self._in_speech:
-                self._utterance.append(frame)
+                if self._utterance_samples < keep:
+                    self._utterance.append(frame)
+                self._utterance_samples += len(frame)
                 self._silence = 0.0 if voiced else self._silence + dt
                 if self._silence >= self.sc.scaled(self.pause) - 1e-9:  # float sums of 10 ms steps
                     self._end_of_turn(now)
@@ -299,24 +329,33 @@ class FakeSonic:
         self._in_speech = False
         trailing = int(self._silence * self.input_rate)
         audio = np.concatenate(self._utterance)
-        self._utterance = []
-        if trailing:
-            audio = audio[: max(0, len(audio) - trailing)]
+        spoken = max(0, self._utterance_samples - trailing)
+        self._utterance, self._utterance_samples = [], 0
+        audio = audio[:spoken]
         self.turn = self._next_turn()
-        seconds = len(audio) / self.input_rate
+        seconds = spoken / self.input_rate
         self._emit_block(
             now, "TEXT", "USER", "FINAL", f"turn {self.turn}: {seconds:.1f} seconds of speech", "PARTIAL_TURN"
         )
-        self._respond(now, audio, self.sc.plan(self.turn))
+        self._respond(now, audio, self.sc.plan(self.turn), f"You spoke for {seconds:.1f} seconds in turn {self.turn}.")
 
     def _start_text_turn(self, text: str, now: float) -> None:
+        """Interactive text: no USER transcript (that block is the transcript of speech), a reply that echoes it."""
         self.turn = self._next_turn()
-        self._emit_block(now, "TEXT", "USER", "FINAL", text, "PARTIAL_TURN")
-        t = np.arange(int(0.6 * self.input_rate)) / self.input_rate
-        self._respond(now, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), self.sc.plan(self.turn))
+        words = text if len(text) <= TYPED_ECHO_CHARS else text[:TYPED_ECHO_CHARS] + "..."
+        self._respond(now, self._spell(words), self.sc.plan(self.turn), f'You wrote "{words}" in turn {self.turn}.')
+
+    def _spell(self, text: str) -> npt.NDArray[np.float32]:
+        """The typed words as audio, as a voice reply echoes the voice: one short tone per character."""
+        step = int(TYPED_CHAR_S * self.input_rate)
+        count = min(max(1, len(text)), int(ECHO_LIMIT_S / TYPED_CHAR_S))
+        t = np.arange(step) / self.input_rate
+        tones = [np.zeros(step) if ch.isspace() else 0.3 * np.sin(2 * np.pi * (200 + 15 * (ord(ch) % 40)) * t)
+                 for ch in text[:count] or " "]
+        return np.concatenate(tones).astype(np.float32)
 
     # ------------------------------------------------------------------ responses
-    def _respond(self, now: float, audio: npt.NDArray[np.float32], plan: TurnPlan) -> None:
+    def _respond(self, now: float, audio: npt.NDArray[np.float32], plan: TurnPlan, echo: str) -> None:
         if plan.fault == "throttle":
             self._fail(FakeError("ThrottlingException", "Too many requests, please wait before trying again."), now)
             return
@@ -359,7 +398,7 @@ class FakeSonic:
                 self._script = collections.deque([(0.0, _fault_output(plan.fault)), (0.0, END)])
                 self._script_due = now + think + self.sc.scaled(0.2)
             return
-        text = plan.reply_text or f"You spoke for {len(audio) / self.input_rate:.1f} seconds in turn {self.turn}."
+        text = plan.reply_text or echo
         self._schedule_reply(now + self._thinking(plan), audio, text, plan)
 
     def _tool_answered(self, result: str, now: float) -> None:

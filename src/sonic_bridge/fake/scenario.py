@@ -31,6 +31,7 @@ class Scenario:
     silence_limit_s: float = 175.0  # ValidationException InternalErrorCode=531
     input_timeout_s: float = 60.0  # "Timed out waiting for input events"
     max_streams: int = 20  # ThrottlingException past this many concurrent streams
+    max_content_bytes: int = 1024 * 1024  # text of one content block; more is a ValidationException
     speech_threshold: float = 0.02  # RMS (full scale 1.0) above which a 10 ms frame is voice
     barge_in_ms: float = 120.0  # voice this long during a reply interrupts it
     audio_chunk_ms: float = 80.0  # reply audio per audioOutput event
@@ -45,6 +46,8 @@ class Scenario:
             raise ValueError(f"thinking_ms must be [low, high] with 0 <= low <= high, got {self.thinking_ms}")
         if self.speed <= 0 or self.audio_chunk_ms <= 0:
             raise ValueError("speed and audio_chunk_ms must be positive")
+        if not isinstance(self.max_content_bytes, int) or self.max_content_bytes < 1:
+            raise ValueError(f"max_content_bytes must be a positive whole number, got {self.max_content_bytes!r}")
 
     def plan(self, turn: int) -> TurnPlan:
         return self.turns[turn - 1] if 0 < turn <= len(self.turns) else TurnPlan()
@@ -66,13 +69,26 @@ class Scenario:
 
     @classmethod
     def load(cls, path: str | Path) -> Scenario:
-        text = Path(path).read_text()
-        if str(path).endswith((".yaml", ".yml")):
-            import yaml
+        """The scenario in a JSON file (YAML for .yaml/.yml); every problem names the file."""
+        yaml_file = str(path).endswith((".yaml", ".yml"))
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"scenario file {path} cannot be read: {exc}") from None
+        try:
+            if yaml_file:
+                import yaml
 
-            raw = yaml.safe_load(text)
-        else:
-            raw = json.loads(text)
+                raw = yaml.safe_load(text)
+            else:
+                raw = json.loads(text)
+        except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError, RecursionError
+            kind = "YAML" if yaml_file else "JSON (name it .yaml or .yml for YAML)"
+            detail = " ".join(str(exc).split())
+            raise ValueError(f"scenario file {path} is not valid {kind}: {detail}") from None
         if not isinstance(raw, dict):
-            raise ValueError(f"scenario file {path} must hold a mapping")
-        return cls.from_dict(raw)
+            raise ValueError(f"scenario file {path} must hold a mapping, got {type(raw).__name__}")
+        try:
+            return cls.from_dict(raw)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"scenario file {path}: {exc}") from None

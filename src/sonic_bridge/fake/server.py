@@ -4,6 +4,12 @@
 event-stream framing in both directions. Like the service it answers the headers at once, detects turns
 from silence alone, ends a response only after the client ends its side (unless it reports an error),
 and serves many streams per connection. Optionally it verifies the SigV4 event signature chain.
+
+It is bounded like a service shared by many clients (``Limits``): a malformed frame is answered with an
+exception on its own stream and the connection goes on; input held for incomplete events is capped per
+event and per connection; a client that does not take its output (a zero flow-control window, or no
+reading at all) loses the stream after ``stall_timeout`` and frees its quota; a connection with no open
+stream and no progress (idle, or dribbling its request headers) is closed after ``idle_timeout``.
 """
 
 from __future__ import annotations
@@ -14,17 +20,21 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import math
+import os
 import re
 import socket
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
+import h2.settings
 
 from sonic_bridge.fake import eventstream as es
 from sonic_bridge.fake.direct import FakeService
@@ -34,20 +44,52 @@ from sonic_bridge.fake.wire import ClientDisconnect, InputDecoder, error_respons
 
 log = logging.getLogger("sonic_bridge.fake.server")
 _AUTH = re.compile(r"Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request.*Signature=([0-9a-f]{64})")
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How far one client may go; each is a ``sonic-bridge fake-server`` option."""
+
+    idle_timeout: float = 60.0  # s: a connection with no open stream and no progress is closed
+    stall_timeout: float = 10.0  # s: an output event the client does not take in this time resets its stream
+    max_event_bytes: int = MiB  # one input event-stream message; a longer one is refused at its first bytes
+    max_buffered_input: int = 8 * MiB  # per connection: partial events and open text blocks of all its streams
+    max_streams_per_connection: int = 100  # SETTINGS_MAX_CONCURRENT_STREAMS
+    max_connections: int = 256  # more are closed at once
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            whole = f.type == "int"
+            number = isinstance(value, int) if whole else isinstance(value, int | float) and math.isfinite(value)
+            if isinstance(value, bool) or not number or value <= 0:
+                kind = "a positive whole number" if whole else "a positive finite number of seconds"
+                raise ValueError(f"{f.name} must be {kind}, got {value!r}")
 
 
 def make_certificates(directory: Path, sans: list[str]) -> tuple[Path, Path, Path]:
-    """A test CA and a server certificate for ``sans``; returns (ca.pem, server.pem, server.key)."""
+    """A test CA and a server certificate for ``sans``; returns (ca.pem, server.pem, server.key).
+
+    The files holding the private key are created readable by their owner only.
+    """
     import trustme
 
     directory.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA()
     cert = ca.issue_cert(*sans)
     paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    ca.cert_pem.write_to_path(str(paths[0]))
-    cert.private_key_and_cert_chain_pem.write_to_path(str(paths[1]))
-    cert.private_key_pem.write_to_path(str(paths[2]))
+    paths[0].write_bytes(ca.cert_pem.bytes())
+    _write_private(paths[1], cert.private_key_and_cert_chain_pem.bytes())
+    _write_private(paths[2], cert.private_key_pem.bytes())
     return paths
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(fd, 0o600)  # an older file keeps its mode on open: set it
+        out.write(data)
 
 
 class SignatureChain:
@@ -63,8 +105,13 @@ class SignatureChain:
             key = hmac.new(key, part.encode(), hashlib.sha256).digest()
         self.key = key
 
-    def check(self, date_ms: int, signature: bytes, payload: bytes) -> bool:
-        stamp = dt.datetime.fromtimestamp(date_ms / 1000, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    def check(self, date_ms: Any, signature: Any, payload: bytes) -> bool:
+        if isinstance(date_ms, bool) or not isinstance(date_ms, int) or not isinstance(signature, bytes):
+            return False
+        try:
+            stamp = dt.datetime.fromtimestamp(date_ms / 1000, dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        except (OverflowError, OSError, ValueError):
+            return False
         date_header = es.encode_header(":date", es.TIMESTAMP, date_ms)
         to_sign = "\n".join(["AWS4-HMAC-SHA256-PAYLOAD", stamp,
                              f"{self.day}/{self.region}/{self.service}/aws4_request", self.prior,
@@ -75,26 +122,16 @@ class SignatureChain:
 
 
 class _SigningDecoder(InputDecoder):
-    def __init__(self, model: FakeSonic, chain: SignatureChain | None) -> None:
-        super().__init__(model)
+    def __init__(self, model: FakeSonic, chain: SignatureChain | None, max_event_bytes: int) -> None:
+        super().__init__(model, max_event_bytes=max_event_bytes)
         self.chain = chain
-        self._outer = es.Decoder()
 
-    def feed(self, data: bytes, now: float) -> None:
-        if self.chain is None:
-            super().feed(data, now)
-            return
-        for headers, payload in self._outer.feed(data):
-            if not self.chain.check(headers.get(":date", 0), headers.get(":chunk-signature", b""), payload):
-                self.model._fail(FakeError("ValidationException", "The event signature does not match the signing "
-                                           "key: check the credentials."), now)
-                return
-            super().feed(_reframe(headers, payload), now)
-
-
-def _reframe(headers: dict[str, Any], payload: bytes) -> bytes:
-    return es.encode_message([(":date", es.TIMESTAMP, headers.get(":date", 0)),
-                              (":chunk-signature", es.BYTES, headers.get(":chunk-signature", b""))], payload)
+    def accept(self, headers: dict[str, Any], payload: bytes, now: float) -> bool:
+        if self.chain is None or self.chain.check(headers.get(":date"), headers.get(":chunk-signature"), payload):
+            return True
+        self.model._fail(FakeError("ValidationException", "The event signature does not match the signing "
+                                   "key: check the credentials."), now)
+        return False
 
 
 @dataclass
@@ -106,17 +143,36 @@ class _Stream:
     task: asyncio.Task[None] | None = None
 
 
+class _Stalled(Exception):
+    """The client did not take an output event within the stall timeout."""
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self, server: FakeSonicServer) -> None:
         self.server = server
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        self.limits = server.limits
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.limits.max_streams_per_connection,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 64 * 1024,
+        })
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, _Stream] = {}
         self.loop = asyncio.get_running_loop()
+        self.last_progress = self.loop.time()  # a request, an input event or an output event completed
+        self.writable = asyncio.Event()  # cleared while the transport's buffer is full (the client reads nothing)
+        self.writable.set()
+        self.paused_since: float | None = None
+        self._watch: asyncio.TimerHandle | None = None
 
+    # ------------------------------------------------------------------ transport
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if len(self.server.connections) >= self.limits.max_connections:
+            log.warning("refusing a connection: %d are open (max_connections)", len(self.server.connections))
+            transport.abort()
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -124,19 +180,64 @@ class _Connection(asyncio.Protocol):
         self.server.connections.add(self)
         self.conn.initiate_connection()
         self.flush()
+        self._schedule_watch()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
+        if self._watch is not None:
+            self._watch.cancel()
         for stream in self.streams.values():
             if stream.task:
                 stream.task.cancel()
         self.streams.clear()
+        self.writable.set()  # wake senders so that they see the stream gone
+
+    def pause_writing(self) -> None:
+        # The client reads nothing: stop reading from it too, so that nothing more is queued for it.
+        self.writable.clear()
+        self.paused_since = self.loop.time()
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+        self.paused_since = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
+    def _schedule_watch(self) -> None:
+        period = min(1.0, max(0.05, min(self.limits.idle_timeout, self.limits.stall_timeout) / 4))
+        self._watch = self.loop.call_later(period, self._check_progress)
+
+    def _check_progress(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        now = self.loop.time()
+        if self.paused_since is not None and now - self.paused_since > self.limits.stall_timeout:
+            log.warning("dropping a connection that has read nothing for %.1f s", now - self.paused_since)
+            self.transport.abort()
+            return
+        if not self.streams and now - self.last_progress > self.limits.idle_timeout:
+            log.info("closing a connection idle for %.1f s", now - self.last_progress)
+            self._close(h2.errors.ErrorCodes.NO_ERROR)
+            return
+        self._schedule_watch()
+
+    def _close(self, code: h2.errors.ErrorCodes) -> None:
+        """GOAWAY, then close; abort if the client does not let the close through."""
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self.conn.close_connection(code)
+        self.flush()
+        if self.transport is not None:
+            self.transport.close()
+            self.loop.call_later(1.0, self.transport.abort)
+
+    # ------------------------------------------------------------------ input
     def data_received(self, data: bytes) -> None:
         # Linux delays ACKs by ~40 ms and CRT sets no TCP_NODELAY: ack at once (docs/sonic-wire-and-sdk.md).
         sock = self.transport.get_extra_info("socket") if self.transport else None
@@ -145,30 +246,64 @@ class _Connection(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         try:
             events = self.conn.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
+        except h2.exceptions.ProtocolError as exc:  # an HTTP/2 connection error: GOAWAY was queued
             log.warning("HTTP/2 protocol error from a client: %s", exc)
             self.flush()
             if self.transport:
                 self.transport.close()
             return
         for event in events:
-            if isinstance(event, h2.events.RequestReceived):
-                self._request(event.stream_id, dict(event.headers))  # type: ignore[arg-type]
-            elif isinstance(event, h2.events.DataReceived):
-                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-                stream = self.streams.get(event.stream_id)
-                if stream is not None:
-                    stream.decoder.feed(event.data, self.loop.time())
-                    stream.kick.set()
-            elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
-                stream = self.streams.get(event.stream_id)
-                if stream is not None:
-                    stream.decoder.end(self.loop.time())
-                    stream.kick.set()
-            elif isinstance(event, h2.events.WindowUpdated):
-                for s in self.streams.values():
-                    s.window.set()
+            try:
+                self._on(event)
+            except Exception:  # a fault of the fake itself costs one stream, never the connection
+                log.exception("fake server error on stream %s", getattr(event, "stream_id", None))
+                self._fail(getattr(event, "stream_id", 0) or 0,
+                           FakeError("InternalServerException", "The fake Sonic failed on this event."))
         self.flush()
+
+    def _on(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            self.last_progress = self.loop.time()
+            self._request(event.stream_id, _text_headers(event.headers or []))
+        elif isinstance(event, h2.events.DataReceived):
+            self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                before = stream.model.input_events
+                stream.decoder.feed(event.data, self.loop.time())
+                if stream.model.input_events != before:
+                    self.last_progress = self.loop.time()
+                self._check_buffered(stream)
+                stream.kick.set()
+        elif isinstance(event, h2.events.StreamEnded):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream.decoder.end(self.loop.time())
+                stream.kick.set()
+        elif isinstance(event, h2.events.StreamReset):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None and stream.task is not None:
+                stream.task.cancel()  # the client gave up the stream: nothing more can be sent on it
+        elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
+            for s in self.streams.values():
+                s.window.set()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.flush()
+            if self.transport:
+                self.transport.close()
+
+    def _check_buffered(self, stream: _Stream) -> None:
+        held = sum(s.decoder.pending for s in self.streams.values())
+        if held > self.limits.max_buffered_input and not stream.decoder.broken:
+            stream.decoder.refuse(FakeError(
+                "ValidationException", f"This connection holds {held} bytes of incomplete input, more than the "
+                f"limit of {self.limits.max_buffered_input} bytes; send smaller events."), self.loop.time())
+
+    def _fail(self, stream_id: int, error: FakeError) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            stream.decoder.refuse(error, self.loop.time())
+            stream.kick.set()
 
     def _request(self, stream_id: int, headers: dict[str, str]) -> None:
         try:
@@ -187,10 +322,11 @@ class _Connection(asyncio.Protocol):
             self.conn.send_data(stream_id, body, end_stream=True)
             return
         self.conn.send_headers(stream_id, [(":status", "200"), ("content-type", "application/vnd.amazon.eventstream")])
-        stream = _Stream(model, _SigningDecoder(model, chain))
+        stream = _Stream(model, _SigningDecoder(model, chain, self.limits.max_event_bytes))
         self.streams[stream_id] = stream
         stream.task = self.loop.create_task(self._respond(stream_id, stream))
 
+    # ------------------------------------------------------------------ output
     async def _respond(self, stream_id: int, stream: _Stream) -> None:
         try:
             while True:
@@ -201,8 +337,8 @@ class _Connection(asyncio.Protocol):
                         if self.transport:
                             self.transport.abort()
                         return
-                    if data:
-                        await self._send(stream_id, stream, data)
+                    if data and not await self._send(stream_id, stream, data):
+                        return
                     if last:
                         with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
                             self.conn.end_stream(stream_id)
@@ -213,32 +349,62 @@ class _Connection(asyncio.Protocol):
                 with contextlib.suppress(TimeoutError):
                     timeout = None if due is None else max(0.0, due - self.loop.time())
                     await asyncio.wait_for(stream.kick.wait(), timeout)
+        except _Stalled:
+            log.warning("resetting stream %d: the client took no output for %.1f s", stream_id,
+                        self.limits.stall_timeout)
+            with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+                self.flush()
         finally:
             self.server.service.release()
             self.streams.pop(stream_id, None)
 
-    async def _send(self, stream_id: int, stream: _Stream, data: bytes) -> None:
+    async def _send(self, stream_id: int, stream: _Stream, data: bytes) -> bool:
+        """One output event, as the window allows; False if the stream is gone. Raises _Stalled."""
+        deadline = self.loop.time() + self.limits.stall_timeout
         view = memoryview(data)
         while view:
+            if self.transport is None or self.transport.is_closing():
+                return False
             try:
                 window = min(self.conn.local_flow_control_window(stream_id), self.conn.max_outbound_frame_size)
             except h2.exceptions.StreamClosedError:
-                return
-            if window <= 0:
+                return False
+            waiting: asyncio.Event | None = None
+            if not self.writable.is_set():
+                waiting = self.writable  # the client reads nothing: TCP is full
+            elif window <= 0:
                 stream.window.clear()
-                await stream.window.wait()
+                waiting = stream.window  # its flow-control window is closed
+            if waiting is not None:
+                try:
+                    await asyncio.wait_for(waiting.wait(), max(0.0, deadline - self.loop.time()))
+                except TimeoutError:
+                    raise _Stalled from None
                 continue
             chunk, view = view[:window], view[window:]
             self.conn.send_data(stream_id, bytes(chunk))
             self.flush()
+        self.last_progress = self.loop.time()
+        return True
+
+
+def _text_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Request headers as text; bytes that are not UTF-8 are replaced, never an error for the connection."""
+    out: dict[str, str] = {}
+    for name, value in raw:
+        n = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+        out[n] = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return out
 
 
 class FakeSonicServer:
     def __init__(self, scenario: Scenario | None = None, *, verify_secret: str | None = None,
-                 error: FakeError | None = None) -> None:
+                 error: FakeError | None = None, limits: Limits | None = None) -> None:
         self.service = FakeService(scenario or Scenario())
         self.verify_secret = verify_secret
         self.scenario_error = error
+        self.limits = limits or Limits()
         self.connections: set[_Connection] = set()
         self._server: asyncio.Server | None = None
 
@@ -247,7 +413,8 @@ class FakeSonicServer:
         context.load_cert_chain(str(cert), str(key))
         context.set_alpn_protocols(["h2"])
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: _Connection(self), host, port, ssl=context)
+            lambda: _Connection(self), host, port, ssl=context,
+            ssl_handshake_timeout=self.limits.idle_timeout)  # a handshake that never ends is an idle client too
         bound: int = self._server.sockets[0].getsockname()[1]
         return bound
 

@@ -8,6 +8,7 @@ or exceptions, rendered from the model's outputs.
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import urllib.parse
 from collections.abc import Iterator
@@ -77,25 +78,58 @@ def render(item: Output) -> tuple[bytes, bool]:
 
 
 class InputDecoder:
-    """Signed input envelopes -> model.feed / model.end_input."""
+    """Signed input envelopes -> model.feed / model.end_input.
 
-    def __init__(self, model: FakeSonic) -> None:
+    Bytes that are not a valid envelope (bad CRC or length, an inner event that is not base64 JSON)
+    fail this stream with a ValidationException, as the service answers them; later bytes are ignored.
+    """
+
+    def __init__(self, model: FakeSonic, *, max_event_bytes: int = es.MAX_MESSAGE) -> None:
         self.model = model
-        self._frames = es.Decoder()
-        self.signatures: list[bytes] = []
-        self.dates: list[int] = []
+        self._frames = es.Decoder(max_event_bytes)
+        self.signatures: collections.deque[bytes] = collections.deque(maxlen=4096)  # the latest, for tests
         self.ended = False
+        self.broken = False
+
+    @property
+    def pending(self) -> int:
+        """Input bytes held for this stream: a partial envelope and what the model keeps for later events."""
+        return self._frames.pending + self.model.buffered_input
 
     def feed(self, data: bytes, now: float) -> None:
-        for headers, payload in self._frames.feed(data):
-            self.signatures.append(headers.get(":chunk-signature", b""))
-            self.dates.append(headers.get(":date", 0))
-            if not payload:
-                self.ended = True
-                self.model.end_input(now)
-                continue
-            for event in _inner_events(payload):
-                self.model.feed(event, now)
+        if self.broken or self.ended:
+            return  # after the end frame or a refusal nothing more is read
+        try:
+            for headers, payload in self._frames.feed(data):
+                if not self.accept(headers, payload, now):
+                    self._stop()
+                    return
+                self.signatures.append(headers.get(":chunk-signature", b""))
+                if not payload:
+                    self.ended = True
+                    self.model.end_input(now)
+                    return
+                for event in _inner_events(payload):
+                    self.model.feed(event, now)
+                    if self.model.failed:
+                        self._stop()
+                        return
+        except (es.FrameError, ValueError, TypeError, KeyError, RecursionError) as exc:
+            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+            self.refuse(FakeError("ValidationException", f"Invalid input event bytes: {detail}"), now)
+
+    def accept(self, headers: dict[str, Any], payload: bytes, now: float) -> bool:
+        """A check of each envelope before its event is read (the signature chain); False refuses it."""
+        return True
+
+    def refuse(self, error: FakeError, now: float) -> None:
+        """Fail the stream with ``error`` (a limit of the door) and read nothing more."""
+        self.model._fail(error, now)
+        self._stop()
+
+    def _stop(self) -> None:
+        self.broken = True
+        self._frames = es.Decoder(0)  # drop the buffered bytes
 
     def end(self, now: float) -> None:
         if not self.ended:
@@ -103,9 +137,12 @@ class InputDecoder:
             self.model.end_input(now)
 
 
-def _inner_events(payload: bytes) -> Iterator[dict[str, Any]]:
+def _inner_events(payload: bytes) -> Iterator[Any]:
     decoder = es.Decoder()
     for headers, body in decoder.feed(payload):
         if headers.get(":message-type") != "event":
             continue
-        yield json.loads(base64.b64decode(json.loads(body)["bytes"]))
+        wrapper = json.loads(body)
+        if not isinstance(wrapper, dict) or not isinstance(wrapper.get("bytes"), str):
+            raise ValueError('the inner message must be JSON {"bytes": "<base64>"}')
+        yield json.loads(base64.b64decode(wrapper["bytes"], validate=True))
