@@ -64,8 +64,13 @@ class LoopbackStream:
         self._out.put_nowait(None)
 
 
+FAIL_PREFIX = "loopback:raise "  # a system prompt starting so makes open() raise: a bug, for crash tests
+
+
 class LoopbackBackend:
     async def open(self, settings: SessionSettings) -> LoopbackStream:
+        if settings.system_prompt.startswith(FAIL_PREFIX):
+            raise RuntimeError(settings.system_prompt.removeprefix(FAIL_PREFIX))
         return LoopbackStream()
 
     async def aclose(self) -> None:
