@@ -23,7 +23,7 @@ def machine() -> dict[str, Any]:
 
 
 def run(out: Path, quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
-    from sonic_bridge.bench import bridge, transports
+    from sonic_bridge.bench import bridge, host_calls, transports
 
     out.mkdir(parents=True, exist_ok=True)
     paced, burst, rtt, tries = (150, 5000, 500, 5) if quick else (750, 20000, 2000, 20)
@@ -35,6 +35,7 @@ def run(out: Path, quick: bool, progress: Callable[[str], None]) -> dict[str, An
     results["crash"] = [transports.crash_test(n, tries) for n in transports.NAMES]
     progress("2/4 bridge overhead")
     results["overhead"] = bridge.overhead(turns=2 if quick else 5)
+    results["host_calls"] = host_calls.measure(5000 if quick else 50000)
     progress("3/4 worker cost")
     results["worker_cost"] = bridge.worker_cost(seconds=5 if quick else 20)
     progress("4/4 scale")
@@ -107,6 +108,13 @@ def summary(r: dict[str, Any]) -> str:
         c, late = o["host_call_us"], o["cycle_lateness_ms"]
         lines.append(f"| {o['integration']} | {'yes' if o['busy_host'] else 'no'} | {_f(c['p50'])} / {_f(c['p99'])} / "
                      f"{_f(c['max'], 0)} | {_f(late['p99'], 2)} | {_f(o['speech_end_to_first_audio_ms']['p50'], 0)} |")
+    if "host_calls" in r:
+        h = r["host_calls"]
+        lines += ["", "Warm host calls, back to back (loopback worker): push_audio p50/p99 "
+                  f"{_f(h['warm_push_us']['p50'], 2)} / {_f(h['warm_push_us']['p99'], 2)} µs, of which the producer "
+                  f"lock (thread safety, uncontended) {_f(h['uncontended_lock_us']['p50'], 2)} µs p50; two threads "
+                  f"pushing at once: {_f(h['two_threads_push_us']['p50'], 2)} / "
+                  f"{_f(h['two_threads_push_us']['p99'], 2)} µs."]
     lines += ["", "## Worker cost (one worker, real-time audio through the real SDK)", "",
               "| door | CPU % of a core | RSS MB |", "|---|---:|---:|"]
     lines += [f"| {w['door']} | {_f(w['cpu_percent_of_core'])} | {_f(w['rss_mb'], 0)} |" for w in r["worker_cost"]]

@@ -1,0 +1,59 @@
+"""Host call cost, warm and back to back: push_audio alone, the producer lock it takes, and two threads at once.
+
+The lock is what makes the producer calls safe from any thread (the ring itself is single-producer);
+this measures what it adds to the uncontended path, and what a second pushing thread costs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from sonic_bridge import events as ev
+from sonic_bridge.client import SonicBridge
+from sonic_bridge.config import BridgeConfig
+
+FRAME = 320
+
+
+def _pcts(values: list[float]) -> dict[str, float]:
+    array = np.asarray(values)
+    return {"p50": float(np.percentile(array, 50)), "p99": float(np.percentile(array, 99)), "n": float(len(array))}
+
+
+def _pushes(bridge: SonicBridge, count: int, out: list[float]) -> None:
+    frame = np.zeros(FRAME, np.float32)
+    for i in range(count):
+        t0 = time.perf_counter_ns()
+        bridge.push_audio(frame, 16000)
+        out.append((time.perf_counter_ns() - t0) / 1000)
+        if i % 25 == 0:
+            time.sleep(0.0005)  # let the worker drain the ring: a full ring is a different path
+
+
+def measure(count: int) -> dict[str, Any]:
+    lock = threading.Lock()
+    lock_us: list[float] = []
+    for _ in range(count):
+        t0 = time.perf_counter_ns()
+        with lock:
+            pass
+        lock_us.append((time.perf_counter_ns() - t0) / 1000)
+    with SonicBridge(BridgeConfig(backend="loopback")) as bridge:
+        while bridge.state is not ev.BridgeState.READY:
+            bridge.poll()
+            time.sleep(0.01)
+        alone: list[float] = []
+        _pushes(bridge, count, alone)
+        shared: list[list[float]] = [[], []]
+        threads = [threading.Thread(target=_pushes, args=(bridge, count // 2, shared[k])) for k in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        bridge.poll()
+    return {"uncontended_lock_us": _pcts(lock_us), "warm_push_us": _pcts(alone),
+            "two_threads_push_us": _pcts(shared[0] + shared[1])}
