@@ -264,6 +264,30 @@ def test_input_held_across_the_streams_of_one_connection_is_capped(tmp_path: Pat
         run(main(server.url, server.ca))
 
 
+def test_a_stream_that_never_completes_an_event_times_out_and_frees_its_place(tmp_path: Path) -> None:
+    async def main(url: str, ca: str) -> None:
+        client = await RawClient(url, ca).connect()
+        try:
+            dribbler = await client.open()  # the endpoint's only place (max_streams 1)
+            frame = signed(SonicSession(SessionSettings()).start()[0])
+            for byte in frame[:-1]:  # bytes keep coming, the event never completes
+                await client.send(dribbler, bytes([byte]))
+                if dribbler.ended:
+                    break
+                await asyncio.sleep(0.1)
+            assert dribbler.exceptions == [("validationException", {"message": "Timed out waiting for input events"})]
+            second = await client.open()
+            await client.wait(lambda: second.status is not None)
+            assert second.status == "200"
+        finally:
+            await client.close()
+
+    scenario = tmp_path / "one.json"
+    scenario.write_text('{"max_streams": 1, "input_timeout_s": 2.0}')
+    with fake_server(tmp_path, "--scenario", str(scenario)) as server:
+        run(main(server.url, server.ca))
+
+
 # ---------------------------------------------------------------------------------------------- 16: idle clients
 def _headers_block(client: RawClient) -> bytes:
     import hpack
