@@ -13,6 +13,7 @@ import pytest
 
 from sonic_bridge import BridgeConfig, FakeOptions, SonicBridge, __version__
 from sonic_bridge import events as ev
+from sonic_bridge.handshake import RING_PROTOCOL
 from tests.helpers import busy_cores
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,8 +36,8 @@ def wrapper(tmp_path: Path, body: str) -> str:
 
 
 @pytest.mark.parametrize(("claimed", "says"), [
-    ("0.0.1", f"the worker runs sonic-bridge 0.0.1 (ring protocol 2) at {sys.executable}, the host sonic-bridge "
-              f"{__version__}"),
+    ("0.0.1", f"the worker runs sonic-bridge 0.0.1 (ring protocol {RING_PROTOCOL}) at {sys.executable}, the host "
+              f"sonic-bridge {__version__}"),
     ("none", "did not introduce itself: its sonic-bridge is older than the handshake"),
 ])
 def test_a_worker_of_another_version_ends_the_start_with_a_terminal_error(tmp_path: Path, claimed: str,

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 
 MAGIC = b"SONIC-BRIDGE-HELLO/1\n"
 # Bump whenever the ring layout, the codec or the worker's command line changes incompatibly.
-RING_PROTOCOL = 2
+RING_PROTOCOL = 3  # 3: the optional --video-slot fd and the Look event
 
 # Start-up steps (the outbound ring's status word). Only SERVING means "watch the heartbeat".
 LAUNCHED = 0
 INTRODUCED = 1
 IMPORTING = 2
 CONNECTING_CREDENTIALS = 3
+IDLE = 5  # a pre-started worker: imports done, credentials resolved, waiting for its session's configuration
 SERVING = 10
 
 STEP_NAMES = {
@@ -30,8 +31,21 @@ STEP_NAMES = {
     IMPORTING: "importing its backend (the AWS SDK and boto3 for 'aws')",
     CONNECTING_CREDENTIALS: "resolving AWS credentials (a credential_process, SSO or instance role that never "
     "answers?)",
+    IDLE: "waiting, pre-started, for its session",
     SERVING: "serving",
 }
+
+# A pre-started worker's first inbound record: the configuration of the session it now serves.
+CONFIG_MAGIC = b"SONIC-BRIDGE-CONFIG/1\n"
+
+
+def encode_config(config_json: bytes) -> bytes:
+    return CONFIG_MAGIC + config_json
+
+
+def parse_config(data: bytes) -> bytes | None:
+    """The configuration JSON of a CONFIG record, or None when the record is something else."""
+    return data[len(CONFIG_MAGIC) :] if data.startswith(CONFIG_MAGIC) else None
 
 
 @dataclass(frozen=True, slots=True)

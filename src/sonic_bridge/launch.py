@@ -108,9 +108,9 @@ def worker_environment(python: str, extra: Mapping[str, str] | None = None,
     return env
 
 
-def worker_argv(python: str, fds: Mapping[str, int]) -> list[str]:
+def worker_argv(python: str, fds: Mapping[str, int], *, pooled: bool = False) -> list[str]:
     """``-P``: the host's working folder must not shadow the worker's packages."""
-    argv = [python, "-P", "-m", "sonic_bridge.worker"]
+    argv = [python, "-P", "-m", "sonic_bridge.worker"] + (["--pooled"] if pooled else [])
     for name, fd in fds.items():
         argv += [f"--{name}", str(fd)]
     return argv
