@@ -24,11 +24,12 @@ class CodecError(ValueError):
 
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
+_F64 = struct.Struct("<d")
 # Hot paths get a fixed header: tag, sample rate, format, seq/len of the id.
 _AUDIO_IN = struct.Struct("<BIBq")
 _AUDIO_OUT = struct.Struct("<BIBH")
 
-# Field kinds: s=str, b=bytes, i=int64, ?=bool, j=JSON object, and enum classes.
+# Field kinds: s=str, b=bytes, i=int64, f=float64, F=tuple of float64, ?=bool, j=JSON object, and enum classes.
 _Kind = str | type[Any]
 
 _SCHEMAS: dict[type[Any], tuple[int, tuple[_Kind, ...]]] = {
@@ -40,6 +41,7 @@ _SCHEMAS: dict[type[Any], tuple[int, tuple[_Kind, ...]]] = {
     ev.StateChanged: (8, (ev.BridgeState, "s")),
     ev.Error: (9, ("s", "s", "?")),
     ev.Warning: (10, ("s", "s", "i")),
+    ev.Look: (11, ("s", "s", "s", "F", "f", "s", "s")),
     msg.TextIn: (21, ("s",)),
     msg.ToolResultIn: (22, ("s", "s")),
     msg.CloseIn: (23, ()),
@@ -149,6 +151,10 @@ def _encode_field(kind: _Kind, item: Any) -> bytes:
         return _U32.pack(len(item)) + bytes(item)
     if kind == "i":
         return _I64.pack(item)
+    if kind == "f":
+        return _F64.pack(item)
+    if kind == "F":
+        return _U32.pack(len(item)) + struct.pack(f"<{len(item)}d", *item)
     if kind == "?":
         return b"\x01" if item else b"\x00"
     if kind == "j":
@@ -170,6 +176,14 @@ def _decode_field(kind: _Kind, buf: memoryview, offset: int) -> tuple[Any, int]:
     if kind == "i":
         raw, offset = _take(buf, offset, 8)
         return _I64.unpack(raw)[0], offset
+    if kind == "f":
+        raw, offset = _take(buf, offset, 8)
+        return _F64.unpack(raw)[0], offset
+    if kind == "F":
+        head, offset = _take(buf, offset, 4)
+        count = _U32.unpack(head)[0]
+        raw, offset = _take(buf, offset, 8 * count)
+        return struct.unpack(f"<{count}d", raw), offset
     if kind == "?":
         raw, offset = _take(buf, offset, 1)
         if raw[0] > 1:

@@ -14,6 +14,7 @@ from typing import Any
 from sonic_bridge import checks, models
 from sonic_bridge.events import SampleFormat
 from sonic_bridge.settings import SessionSettings
+from sonic_bridge.vision.settings import VisionSettings
 
 BACKENDS = ("fake", "aws", "loopback")
 HOST_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
@@ -80,6 +81,7 @@ class BridgeConfig:
     renew_force_after: float = 30.0  # renewal waits this long at most for a turn boundary
     max_reconnects: int = 5
     fake: FakeOptions = field(default_factory=FakeOptions)
+    vision: VisionSettings = field(default_factory=VisionSettings)  # camera frames and the look tool
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -87,6 +89,7 @@ class BridgeConfig:
             raise ValueError(f"session must be a SessionSettings, got {checks.show(self.session)}")
         if not isinstance(self.fake, FakeOptions):
             raise ValueError(f"fake must be a FakeOptions, got {checks.show(self.fake)}")
+        self._check_vision()
         checks.one_of("backend", self.backend, BACKENDS)
         models.check_region(self.region)
         self._check_endpoint()
@@ -125,6 +128,22 @@ class BridgeConfig:
             # The service answers such an id only with a ValidationException once the stream opens.
             raise ValueError(f"{info.problem}. The aws backend refuses it: correct session.model_id")
 
+    def _check_vision(self) -> None:
+        if not isinstance(self.vision, VisionSettings):
+            raise ValueError(f"vision must be a VisionSettings, got {checks.show(self.vision)}")
+        if not self.vision.enabled:
+            return
+        names = [t.name for t in self.session.tools]
+        if self.vision.tool_name in names:
+            raise ValueError(f"vision.tool_name {self.vision.tool_name!r} is also the name of a session tool "
+                             f"{names}: rename one of them")
+        from sonic_bridge.vision.look import session_with_look
+
+        try:  # the session as the worker will start it: prompt size, tool count
+            session_with_look(self.session, self.vision)
+        except ValueError as exc:
+            raise ValueError(f"with vision enabled: {exc}") from None
+
     def _check_endpoint(self) -> None:
         if self.endpoint is None:
             return
@@ -153,7 +172,7 @@ class BridgeConfig:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, SessionSettings):
+            if isinstance(value, SessionSettings | VisionSettings):
                 value = value.to_json()
             elif isinstance(value, FakeOptions):
                 value = dataclasses.asdict(value)
@@ -170,6 +189,8 @@ class BridgeConfig:
             raise ValueError(f"unknown configuration keys {sorted(unknown)}")
         if "session" in data:
             data["session"] = SessionSettings.from_json(data["session"])
+        if "vision" in data:
+            data["vision"] = VisionSettings.from_json(data["vision"])
         if "fake" in data:
             data["fake"] = FakeOptions(**data["fake"])
         if "output_format" in data:

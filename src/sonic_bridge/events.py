@@ -139,4 +139,24 @@ class Warning:
     count: int = 1
 
 
-Event: TypeAlias = AudioOut | Transcript | ToolCall | Interrupted | TurnEnded | Usage | StateChanged | Error | Warning
+@dataclass(frozen=True, slots=True)
+class Look:
+    """The avatar looked through the camera: the built-in look tool, answered by the worker itself.
+
+    ``frame_ages`` are the seconds between each frame's capture and the look, oldest first (empty when no
+    frame was sent). ``answer`` is what the vision model said; when the look failed it is empty and
+    ``error`` says why (the model was told the camera is unavailable, and a Warning follows).
+    """
+
+    tool_use_id: str
+    question: str
+    model_id: str
+    frame_ages: tuple[float, ...]
+    latency: float  # seconds the vision model took (0 when it was not asked)
+    answer: str
+    error: str = ""
+
+
+Event: TypeAlias = (
+    AudioOut | Transcript | ToolCall | Interrupted | TurnEnded | Usage | StateChanged | Error | Warning | Look
+)

@@ -29,6 +29,7 @@ from sonic_bridge.config import BridgeConfig
 from sonic_bridge.history import Message, tool_call_line, tool_result_line
 from sonic_bridge.outbox import Outbox
 from sonic_bridge.protocol import JsonEvent, ProtocolError, SonicSession, dumps
+from sonic_bridge.vision.look import LookTool, session_with_look
 
 log = logging.getLogger("sonic_bridge.runner")
 
@@ -84,11 +85,16 @@ class Link:
 
 class SessionRunner:
     def __init__(
-        self, config: BridgeConfig, backend: Backend, outbox: Outbox, rng: random.Random | None = None
+        self, config: BridgeConfig, backend: Backend, outbox: Outbox, rng: random.Random | None = None,
+        look: LookTool | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
         self.outbox = outbox
+        # The look tool (vision): registered with every stream, answered here, never sent to the host.
+        self.look = look
+        self._session = session_with_look(config.session, look.settings) if look is not None else config.session
+        self._looks: set[asyncio.Task[None]] = set()
         self.rng = rng or random.Random()
         self.link: Link | None = None
         self.history: list[Message] = list(config.session.history)
@@ -247,7 +253,7 @@ class SessionRunner:
         reask = self._unanswered if self._link_count > 1 and not self._awaiting_host else None
         if reask and history and history[-1] == Message(ev.Role.USER, reask):
             history.pop()  # it is asked again below instead
-        settings = dataclasses.replace(self.config.session, history=tuple(history))
+        settings = dataclasses.replace(self._session, history=tuple(history))
         session = SonicSession(settings, response_prefix=f"{self._link_count}.", first_turn=self._turn)
         try:
             stream = await asyncio.wait_for(self.backend.open(settings), self.config.connect_timeout)
@@ -451,6 +457,13 @@ class SessionRunner:
             self._unanswered = None
             self._awaiting_host.clear()
             self.failures.succeeded()
+        elif isinstance(event, ev.ToolCall) and self.look is not None and event.name == self.look.name:
+            self.history.append(Message(ev.Role.ASSISTANT, tool_call_line(event.name, event.arguments)))
+            self._awaiting_host.add(event.tool_use_id)  # a new stream must not ask the turn again meanwhile
+            task = asyncio.get_running_loop().create_task(self._look(event), name="look")
+            self._looks.add(task)
+            task.add_done_callback(self._looks.discard)
+            return
         elif isinstance(event, ev.ToolCall):
             self.history.append(Message(ev.Role.ASSISTANT, tool_call_line(event.name, event.arguments)))
             if not self.outbox.fits(event):
@@ -458,6 +471,16 @@ class SessionRunner:
                 return
             self._awaiting_host.add(event.tool_use_id)
         self.outbox.send(event)
+
+    async def _look(self, call: ev.ToolCall) -> None:
+        """Answer the look tool while the conversation goes on (Nova 2 asynchronous tools); the result takes
+        the path of a host's tool result, so it reaches a renewed or reconnected stream as well."""
+        assert self.look is not None
+        result = await self.look.answer(call.tool_use_id, call.arguments)
+        self.outbox.send(result.event)
+        if result.warning is not None:
+            self.outbox.send(result.warning)
+        self._tool_result(call.tool_use_id, result.content)
 
     def _refuse_tool_call(self, link: Link, call: ev.ToolCall) -> None:
         """A call too large for the ring: the model gets an error result at once instead of waiting forever."""

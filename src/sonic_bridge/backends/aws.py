@@ -197,6 +197,11 @@ class AwsBackend:
         self._client = AsyncBedrockRuntimeClient(config=sdk_config)
         return self._client
 
+    async def sdk_client(self) -> Any:
+        """The SDK client of this backend (built once): the look tool's Converse shares its credentials,
+        Region, endpoint and transport."""
+        return await self._ensure_client()
+
     async def prepare(self) -> None:
         """Build the client and resolve credentials now, while the worker starts, not at the first open."""
         try:

@@ -12,6 +12,7 @@ import random
 
 from sonic_bridge.backends.base import BackendError, classify
 from sonic_bridge.config import FakeOptions
+from sonic_bridge.fake.converse import FakeConverse
 from sonic_bridge.fake.model import DISCONNECT, END, TRUNCATE, FakeError, FakeSonic, Output
 from sonic_bridge.fake.scenario import Scenario
 from sonic_bridge.settings import SessionSettings
@@ -32,6 +33,7 @@ class FakeService:
         self.open_streams = 0
         self.streams_opened = 0
         self._turns = itertools.count(1)
+        self.converse = FakeConverse(scenario)  # the look tool's vision model, at the same endpoint
 
     def new_stream(self, model_id: str, now: float) -> FakeSonic:
         if self.open_streams >= self.scenario.max_streams:
@@ -120,6 +122,13 @@ class FakeDirectBackend:
         except FakeError as err:
             raise classify(err.kind, err.message) from None
         return FakeDirectStream(self.service, model)
+
+    async def converse(self, model_id: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """The fake Converse without the SDK (the look tool on the direct door)."""
+        reply = self.service.converse.handle(model_id, body)
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        return reply.status, dict(reply.headers), reply.body
 
     async def aclose(self) -> None:
         return None

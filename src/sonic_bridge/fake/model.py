@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
+from sonic_bridge.fake import looking, speech
 from sonic_bridge.fake.scenario import Scenario, TurnPlan
 from sonic_bridge.models import SERVICE_RATES, model_info
 from sonic_bridge.protocol import INTERRUPTED_MARKER
@@ -78,6 +79,7 @@ class FakeSonic:
         self.output_rate = 24000
         self.pause = PAUSE_BY_SENSITIVITY["MEDIUM"]
         self.tools: set[str] = set()
+        self.look_tool: str | None = None
         self.block: dict[str, Any] | None = None
         self.block_text: list[str] = []
         self.block_bytes = 0  # UTF-8 size of block_text, capped by scenario.max_content_bytes
@@ -181,6 +183,7 @@ class FakeSonic:
             raise FakeError("ValidationException", f"Invalid output sampleRateHertz: {self.output_rate}")
         tools = body.get("toolConfiguration", {}).get("tools", [])
         self.tools = {t["toolSpec"]["name"] for t in tools}
+        self.look_tool = looking.look_tool_in(tools)  # called when a turn asks to look
         self.phase = "system"
 
     def _in_contentStart(self, body: dict[str, Any], now: float) -> None:
@@ -334,16 +337,19 @@ class FakeSonic:
         audio = audio[:spoken]
         self.turn = self._next_turn()
         seconds = spoken / self.input_rate
+        words = speech.hear(audio, self.input_rate)  # audio made by speech.say carries words
         self._emit_block(
-            now, "TEXT", "USER", "FINAL", f"turn {self.turn}: {seconds:.1f} seconds of speech", "PARTIAL_TURN"
+            now, "TEXT", "USER", "FINAL", words or f"turn {self.turn}: {seconds:.1f} seconds of speech", "PARTIAL_TURN"
         )
-        self._respond(now, audio, self.sc.plan(self.turn), f"You spoke for {seconds:.1f} seconds in turn {self.turn}.")
+        plan = looking.with_look(self.sc.plan(self.turn), words, self.look_tool)
+        self._respond(now, audio, plan, f"You spoke for {seconds:.1f} seconds in turn {self.turn}.")
 
     def _start_text_turn(self, text: str, now: float) -> None:
         """Interactive text: no USER transcript (that block is the transcript of speech), a reply that echoes it."""
         self.turn = self._next_turn()
         words = text if len(text) <= TYPED_ECHO_CHARS else text[:TYPED_ECHO_CHARS] + "..."
-        self._respond(now, self._spell(words), self.sc.plan(self.turn), f'You wrote "{words}" in turn {self.turn}.')
+        plan = looking.with_look(self.sc.plan(self.turn), text, self.look_tool)
+        self._respond(now, self._spell(words), plan, f'You wrote "{words}" in turn {self.turn}.')
 
     def _spell(self, text: str) -> npt.NDArray[np.float32]:
         """The typed words as audio, as a voice reply echoes the voice: one short tone per character."""
@@ -407,6 +413,11 @@ class FakeSonic:
             return
         _, _, audio, plan = self._tool_turn
         self._tool_turn = None
+        if plan.tool is not None and plan.tool == self.look_tool:
+            # A look: the reply speaks the answer, in words speech.hear can read back.
+            text = looking.spoken_result(result)
+            self._schedule_reply(now + self._thinking(TurnPlan()), speech.say(text[:240], self.input_rate), text, plan)
+            return
         self._schedule_reply(now + self._thinking(TurnPlan()), audio, f"The tool said: {result}", plan)
 
     def _thinking(self, plan: TurnPlan) -> float:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 FAULTS = ("model_stream_error", "truncated_frame", "disconnect", "slow", "throttle")
+LOOK_FAULTS = ("throttle", "access_denied", "unavailable", "not_ready")
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,21 @@ class TurnPlan:
     def __post_init__(self) -> None:
         if self.fault is not None and self.fault not in FAULTS:
             raise ValueError(f"unknown fault {self.fault!r}; choose one of {FAULTS}")
+
+
+@dataclass(frozen=True, slots=True)
+class LookPlan:
+    """How the fake Converse answers one look (its retries get the same answer)."""
+
+    fault: str | None = None  # one of LOOK_FAULTS: the service's error instead of an answer
+    delay_ms: float = 0.0  # the model's thinking time (scaled like every duration)
+    answer: str | None = None  # default: a description of the images received
+
+    def __post_init__(self) -> None:
+        if self.fault is not None and self.fault not in LOOK_FAULTS:
+            raise ValueError(f"unknown look fault {self.fault!r}; choose one of {LOOK_FAULTS}")
+        if isinstance(self.delay_ms, bool) or not isinstance(self.delay_ms, int | float) or self.delay_ms < 0:
+            raise ValueError(f"look delay_ms must be a number of milliseconds >= 0, got {self.delay_ms!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +53,7 @@ class Scenario:
     audio_chunk_ms: float = 80.0  # reply audio per audioOutput event
     speed: float = 4.0  # reply audio is sent this many times faster than real time
     turns: tuple[TurnPlan, ...] = ()  # plans for turns 1, 2, ...; later turns answer plainly
+    looks: tuple[LookPlan, ...] = ()  # plans for the fake Converse's requests 1, 2, ...; later ones answer
 
     def __post_init__(self) -> None:
         if self.time_scale <= 0:
@@ -65,6 +82,7 @@ class Scenario:
         if "thinking_ms" in data:
             data["thinking_ms"] = tuple(data["thinking_ms"])
         data["turns"] = tuple(TurnPlan(**t) for t in data.get("turns", ()))
+        data["looks"] = tuple(LookPlan(**t) for t in data.get("looks", ()))
         return cls(**data)
 
     @classmethod

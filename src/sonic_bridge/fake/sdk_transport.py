@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from sonic_bridge.config import FakeOptions
+from sonic_bridge.fake.converse import converse_model
 from sonic_bridge.fake.direct import FakeService, scenario_for
 from sonic_bridge.fake.model import FakeError
 from sonic_bridge.fake.wire import InputDecoder, error_response, model_id_from_path, render
@@ -36,6 +37,18 @@ class FakeSdkTransport:
         from smithy_http.aio import HTTPResponse
 
         loop = asyncio.get_running_loop()
+        vision_model = converse_model(request.destination.path)
+        if vision_model is not None:  # the look tool's Converse: a plain JSON request and reply
+            body = await request.body.read() if hasattr(request.body, "read") else bytes(request.body or b"")
+            reply = self.service.converse.handle(vision_model, bytes(body))
+            if reply.delay:
+                await asyncio.sleep(reply.delay)
+
+            async def payload() -> AsyncIterator[bytes]:
+                yield reply.body
+
+            return HTTPResponse(status=reply.status, fields=tuples_to_fields(reply.headers), body=payload(),
+                                reason=None)
         try:
             model_id = model_id_from_path(request.destination.path)
             model = self.service.new_stream(model_id, loop.time())

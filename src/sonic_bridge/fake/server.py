@@ -37,6 +37,7 @@ import h2.exceptions
 import h2.settings
 
 from sonic_bridge.fake import eventstream as es
+from sonic_bridge.fake.converse import MAX_REQUEST_BYTES, converse_model
 from sonic_bridge.fake.direct import FakeService
 from sonic_bridge.fake.model import FakeError, FakeSonic
 from sonic_bridge.fake.scenario import Scenario
@@ -164,6 +165,7 @@ class _Connection(asyncio.Protocol):
         self.writable.set()
         self.paused_since: float | None = None
         self._watch: asyncio.TimerHandle | None = None
+        self.posts: dict[int, tuple[str, bytearray]] = {}  # Converse requests being received: model id, body
 
     # ------------------------------------------------------------------ transport
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -267,6 +269,9 @@ class _Connection(asyncio.Protocol):
             self._request(event.stream_id, _text_headers(event.headers or []))
         elif isinstance(event, h2.events.DataReceived):
             self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            post = self.posts.get(event.stream_id)
+            if post is not None and len(post[1]) <= MAX_REQUEST_BYTES:  # beyond it: refused at the end
+                post[1].extend(event.data)
             stream = self.streams.get(event.stream_id)
             if stream is not None:
                 before = stream.model.input_events
@@ -276,11 +281,14 @@ class _Connection(asyncio.Protocol):
                 self._check_buffered(stream)
                 stream.kick.set()
         elif isinstance(event, h2.events.StreamEnded):
+            if event.stream_id in self.posts:
+                self.loop.create_task(self._converse(event.stream_id, *self.posts.pop(event.stream_id)))
             stream = self.streams.get(event.stream_id)
             if stream is not None:
                 stream.decoder.end(self.loop.time())
                 stream.kick.set()
         elif isinstance(event, h2.events.StreamReset):
+            self.posts.pop(event.stream_id, None)
             stream = self.streams.get(event.stream_id)
             if stream is not None and stream.task is not None:
                 stream.task.cancel()  # the client gave up the stream: nothing more can be sent on it
@@ -309,6 +317,10 @@ class _Connection(asyncio.Protocol):
         try:
             if headers.get(":method") != "POST":
                 raise FakeError("ValidationException", "Only POST is supported")
+            vision_model = converse_model(headers.get(":path", ""))
+            if vision_model is not None:  # the look tool's Converse: answered once its body is in
+                self.posts[stream_id] = (vision_model, bytearray())
+                return
             model_id = model_id_from_path(headers.get(":path", ""))
             if self.server.scenario_error is not None:
                 raise self.server.scenario_error
@@ -325,6 +337,17 @@ class _Connection(asyncio.Protocol):
         stream = _Stream(model, _SigningDecoder(model, chain, self.limits.max_event_bytes))
         self.streams[stream_id] = stream
         stream.task = self.loop.create_task(self._respond(stream_id, stream))
+
+    async def _converse(self, stream_id: int, model_id: str, body: bytearray) -> None:
+        reply = self.server.service.converse.handle(model_id, bytes(body))
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self.conn.send_headers(stream_id, [(":status", str(reply.status)), *reply.headers,
+                                               ("content-length", str(len(reply.body)))])
+            self.conn.send_data(stream_id, reply.body, end_stream=True)  # a few KB: within any window
+        self.last_progress = self.loop.time()
+        self.flush()
 
     # ------------------------------------------------------------------ output
     async def _respond(self, stream_id: int, stream: _Stream) -> None:
