@@ -23,7 +23,7 @@ def machine() -> dict[str, Any]:
 
 
 def run(out: Path, quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
-    from sonic_bridge.bench import bridge, host_calls, transports
+    from sonic_bridge.bench import bridge, host_calls, startup, transports
 
     out.mkdir(parents=True, exist_ok=True)
     paced, burst, rtt, tries = (150, 5000, 500, 5) if quick else (750, 20000, 2000, 20)
@@ -36,6 +36,7 @@ def run(out: Path, quick: bool, progress: Callable[[str], None]) -> dict[str, An
     progress("2/4 bridge overhead")
     results["overhead"] = bridge.overhead(turns=2 if quick else 5)
     results["host_calls"] = host_calls.measure(5000 if quick else 50000)
+    results["startup"] = startup.measure(3 if quick else 10, bridge._server)
     progress("3/4 worker cost")
     results["worker_cost"] = bridge.worker_cost(seconds=5 if quick else 20)
     progress("4/4 scale")
@@ -115,6 +116,14 @@ def summary(r: dict[str, Any]) -> str:
                   f"lock (thread safety, uncontended) {_f(h['uncontended_lock_us']['p50'], 2)} µs p50; two threads "
                   f"pushing at once: {_f(h['two_threads_push_us']['p50'], 2)} / "
                   f"{_f(h['two_threads_push_us']['p99'], 2)} µs."]
+    if "startup" in r:
+        lines += ["", "## Start-up (start() -> READY, and -> first reply audio of a 0.5 s utterance spoken at READY)",
+                  "", "| door | start | to READY p50 / max ms | to first reply p50 / max ms | runs |",
+                  "|---|---|---:|---:|---:|"]
+        lines += [f"| {u['door']} | {u['start']} | {_f(u['start_to_ready']['p50_ms'], 0)} / "
+                  f"{_f(u['start_to_ready']['max_ms'], 0)} | {_f(u['start_to_first_reply']['p50_ms'], 0)} / "
+                  f"{_f(u['start_to_first_reply']['max_ms'], 0)} | {u['start_to_ready']['n']:.0f} |"
+                  for u in r["startup"]]
     lines += ["", "## Worker cost (one worker, real-time audio through the real SDK)", "",
               "| door | CPU % of a core | RSS MB |", "|---|---:|---:|"]
     lines += [f"| {w['door']} | {_f(w['cpu_percent_of_core'])} | {_f(w['rss_mb'], 0)} |" for w in r["worker_cost"]]

@@ -1,0 +1,82 @@
+"""Start-up: start() -> READY and start() -> first reply audio, cold and from a pre-started worker (WorkerPool),
+through the real SDK (in-process door and the TLS fake server)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from sonic_bridge import events as ev
+from sonic_bridge.client import SonicBridge
+from sonic_bridge.config import BridgeConfig, FakeOptions
+from sonic_bridge.pool import WorkerPool
+from sonic_bridge.settings import SessionSettings
+
+SETTINGS = SessionSettings(turn_sensitivity="HIGH")
+RATE = 16000
+FRAME = 320
+
+
+def _one(config: BridgeConfig, pool: WorkerPool | None) -> tuple[float | None, float | None]:
+    """Seconds from start() to READY, and to the first reply audio of a 0.5 s utterance spoken at READY."""
+    speech = (0.4 * np.sin(2 * np.pi * 300 * np.arange(RATE // 2) / RATE)).astype(np.float32)
+    audio = np.concatenate([speech, np.zeros(3 * RATE, np.float32)])
+    start = time.monotonic()
+    ready: float | None = None
+    reply: float | None = None
+    with SonicBridge(config, pool=pool) as bridge:
+        n = 0
+        while reply is None and time.monotonic() - start < 30:
+            for event in bridge.poll():
+                if isinstance(event, ev.StateChanged) and event.state is ev.BridgeState.READY and ready is None:
+                    ready = time.monotonic() - start
+                elif isinstance(event, ev.AudioOut) and reply is None:
+                    reply = time.monotonic() - start
+            if ready is not None:
+                bridge.push_audio(audio[n : n + FRAME] if n < len(audio) else audio[-FRAME:], RATE)
+                n += FRAME
+            time.sleep(0.02 if ready is not None else 0.001)
+    return ready, reply
+
+
+def _stats(values: list[float | None]) -> dict[str, float]:
+    array = np.asarray([v for v in values if v is not None]) * 1000
+    if not len(array):
+        return {"p50_ms": float("nan"), "max_ms": float("nan"), "n": 0.0}
+    return {"p50_ms": float(np.percentile(array, 50)), "max_ms": float(np.max(array)), "n": float(len(array))}
+
+
+def measure(runs: int, server: Any) -> list[dict[str, Any]]:
+    """``server``: a context manager yielding (url, ca) of a TLS fake server (bench.bridge._server)."""
+    results = []
+    env_backup = dict(os.environ)
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIDFAKE")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "secret")
+    try:
+        for door in ("sdk_in_process", "sdk_tls_server"):
+            with contextlib.ExitStack() as stack:
+                if door == "sdk_in_process":
+                    config = BridgeConfig(session=SETTINGS, fake=FakeOptions(via_sdk=True))
+                else:
+                    url, ca = stack.enter_context(server())
+                    config = BridgeConfig(session=SETTINGS, backend="aws", endpoint=url, ca_file=ca)
+                for mode in ("cold", "pre-started"):
+                    pool = stack.enter_context(WorkerPool(config, size=1)) if mode == "pre-started" else None
+                    ready: list[float | None] = []
+                    reply: list[float | None] = []
+                    for _ in range(runs):
+                        while pool is not None and pool.idle < 1:
+                            time.sleep(0.02)  # a host idles between visitors: the pool has refilled
+                        r, f = _one(config, pool)
+                        ready.append(r)
+                        reply.append(f)
+                    results.append({"door": door, "start": mode, "start_to_ready": _stats(ready),
+                                    "start_to_first_reply": _stats(reply)})
+    finally:
+        os.environ.clear()
+        os.environ.update(env_backup)
+    return results
