@@ -206,6 +206,10 @@ class SonicBridge:
                 raise RuntimeError("start() was already called")
             self._config_json()  # refuse an unsendable configuration before any resource exists
             self._python = self.config.python
+            legacy = self._model.legacy_warning
+            if legacy is not None:  # said once per bridge: in the host's log and as its first event
+                log.warning("%s", legacy)
+                self._local.append(ev.Warning(errors.LEGACY_MODEL, legacy))
             self._inbound = SharedRing.create(self.config.inbound_capacity, "sonic-bridge-in")
             self._outbound = SharedRing.create(self.config.outbound_capacity, "sonic-bridge-out")
             self._in_bell = Doorbell()

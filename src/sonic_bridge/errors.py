@@ -29,5 +29,4 @@ WORKER_MESSAGE_TOO_LARGE = "worker_message_too_large"  # over the outbound ring'
 UNKNOWN_SERVICE_EVENT = "unknown_service_event"
 BAD_SERVICE_EVENT = "bad_service_event"
 LEGACY_MODEL = "legacy_model"  # the chosen model is a legacy one past its end of life (amazon.nova-sonic-v1:0)
-
 VISION_UNAVAILABLE = "vision_unavailable"  # a look failed (no frame, stale camera, the vision model refused)

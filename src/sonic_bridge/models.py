@@ -25,22 +25,6 @@ class Family(enum.IntEnum):
     NOVA_2_5 = 3
 
 
-FAMILY_NAMES = {Family.NOVA_SONIC_1: "Nova Sonic", Family.NOVA_2: "Nova 2 Sonic", Family.NOVA_2_5: "Nova 2.5 Sonic"}
-_KNOWN = {
-    "amazon.nova-sonic-v1:0": Family.NOVA_SONIC_1,
-    "amazon.nova-2-sonic-v1:0": Family.NOVA_2,
-    "amazon.nova-2-5-sonic": Family.NOVA_2_5,
-}
-# Ids of a known family with another version: the same features, probably a newer release.
-_FAMILY_IDS = (
-    (re.compile(r"^amazon\.nova-sonic-v\d+:\d+$"), Family.NOVA_SONIC_1),
-    (re.compile(r"^amazon\.nova-2-sonic-v\d+:\d+$"), Family.NOVA_2),
-    (re.compile(r"^amazon\.nova-2-5-sonic(-v\d+:\d+)?$"), Family.NOVA_2_5),
-)
-# A later generation, named like the others ("amazon.nova-3-sonic-v1:0"): taken as the newest family.
-_LATER_ID = re.compile(r"^amazon\.nova-(\d+)(-\d+)?-sonic(-v\d+:\d+)?$")
-_warned: set[str] = set()
-
 VOICES_V1 = frozenset(
     {"tiffany", "matthew", "amy", "ambre", "florian", "beatrice", "lorenzo", "greta", "lennart", "lupe", "carlos"}
 )
@@ -64,6 +48,49 @@ VOICES_V2 = frozenset(
         "leo",
     }
 )
+LANGUAGES_V1 = ("en-US", "en-GB", "fr-FR", "it-IT", "de-DE", "es-US")
+LANGUAGES_V2 = ("en-US", "en-GB", "en-AU", "en-IN", "fr-FR", "it-IT", "de-DE", "es-US", "pt-BR", "hi-IN")
+
+
+@dataclass(frozen=True, slots=True)
+class FamilySpec:
+    """What one model family offers: the one table every check, the fake and the handler read."""
+
+    name: str
+    voices: frozenset[str]
+    languages: tuple[str, ...]
+    turn_detection: bool  # sessionStart.turnDetectionConfiguration.endpointingSensitivity
+    text_input: bool  # interactive USER text makes it answer (greetings, fillers, typed turns)
+    tool_choice: bool  # promptStart.toolConfiguration.toolChoice
+    legacy_until: str | None = None  # end of life (ISO date) of a legacy family
+
+
+# Nova 2.5 Sonic: the Nova 2 features (AWS's 2.5 prompting guide and the Strands docs name no new voice or
+# language); it is not the default: the Bedrock model pages list Nova 2 Sonic but not 2.5 (see README).
+FAMILIES = {
+    Family.NOVA_SONIC_1: FamilySpec("Nova Sonic", VOICES_V1, LANGUAGES_V1, turn_detection=False, text_input=False,
+                                    tool_choice=False, legacy_until="2026-09-14"),
+    Family.NOVA_2: FamilySpec("Nova 2 Sonic", VOICES_V2, LANGUAGES_V2, turn_detection=True, text_input=True,
+                              tool_choice=True),
+    Family.NOVA_2_5: FamilySpec("Nova 2.5 Sonic", VOICES_V2, LANGUAGES_V2, turn_detection=True, text_input=True,
+                                tool_choice=True),
+}
+FAMILY_NAMES = {family: spec.name for family, spec in FAMILIES.items()}
+DEFAULT_MODEL_ID = "amazon.nova-2-sonic-v1:0"
+_KNOWN = {
+    "amazon.nova-sonic-v1:0": Family.NOVA_SONIC_1,
+    "amazon.nova-2-sonic-v1:0": Family.NOVA_2,
+    "amazon.nova-2-5-sonic": Family.NOVA_2_5,
+}
+# Ids of a known family with another version: the same features, probably a newer release.
+_FAMILY_IDS = (
+    (re.compile(r"^amazon\.nova-sonic-v\d+:\d+$"), Family.NOVA_SONIC_1),
+    (re.compile(r"^amazon\.nova-2-sonic-v\d+:\d+$"), Family.NOVA_2),
+    (re.compile(r"^amazon\.nova-2-5-sonic(-v\d+:\d+)?$"), Family.NOVA_2_5),
+)
+# A later generation, named like the others ("amazon.nova-3-sonic-v1:0"): taken as the newest family.
+_LATER_ID = re.compile(r"^amazon\.nova-(\d+)(-\d+)?-sonic(-v\d+:\d+)?$")
+_warned: set[str] = set()
 
 
 class Match(enum.Enum):
@@ -83,16 +110,40 @@ class ModelInfo:
     match: Match = Match.KNOWN
 
     @property
+    def spec(self) -> FamilySpec:
+        return FAMILIES[self.family]
+
+    @property
     def voices(self) -> frozenset[str]:
-        return VOICES_V1 if self.family is Family.NOVA_SONIC_1 else VOICES_V2
+        return self.spec.voices
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return self.spec.languages
 
     @property
     def supports_text_input(self) -> bool:
-        return self.family >= Family.NOVA_2
+        return self.spec.text_input
 
     @property
     def supports_turn_detection(self) -> bool:
-        return self.family >= Family.NOVA_2
+        return self.spec.turn_detection
+
+    @property
+    def supports_tool_choice(self) -> bool:
+        return self.spec.tool_choice
+
+    @property
+    def legacy_warning(self) -> str | None:
+        """Why this model should not be chosen any more (a legacy family past its end of life), or None."""
+        until = self.spec.legacy_until
+        if until is None:
+            return None
+        return (
+            f"model_id {self.model_id!r} is {self.spec.name}, a legacy model whose end of life was {until}: it may "
+            f"be refused or switched off at any time, and it has no typed text, greeting, tool filler, turn "
+            f"sensitivity or tool_choice; use {DEFAULT_MODEL_ID!r} (Nova 2 Sonic)"
+        )
 
     @property
     def problem(self) -> str | None:

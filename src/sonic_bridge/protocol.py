@@ -517,7 +517,7 @@ class SonicSession:
                 for t in s.tools
             ]
             config: dict[str, Any] = {"tools": tools}
-            if self.model.family >= 2:
+            if self.model.supports_tool_choice:
                 if s.tool_choice in ("auto", "any"):
                     config["toolChoice"] = {s.tool_choice: {}}
                 else:

@@ -75,7 +75,7 @@ class Inference:
 
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
-    model_id: str = "amazon.nova-2-sonic-v1:0"
+    model_id: str = models.DEFAULT_MODEL_ID
     system_prompt: str = "You are a friendly assistant. Keep your answers short."
     voice: str = "matthew"
     history: tuple[Message, ...] = ()
@@ -115,7 +115,7 @@ class SessionSettings:
             raise ValueError(
                 f"tool_choice must be 'auto', 'any' or a tool name {names}, got {checks.show(self.tool_choice)}"
             )
-        if self.tool_choice != "auto" and info.family < models.Family.NOVA_2:
+        if self.tool_choice != "auto" and not info.supports_tool_choice:
             raise ValueError(f"{self.model_id} has no tool_choice setting (Nova 2 and later); leave it 'auto'")
 
     @staticmethod
