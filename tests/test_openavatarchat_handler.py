@@ -20,6 +20,16 @@ ROOT = Path(__file__).resolve().parent.parent
 pytest.importorskip("pydantic")
 
 
+LOADED: list[Any] = []  # handlers a test loaded: the engine's shutdown (destroy) ends their pre-started workers
+
+
+@pytest.fixture(autouse=True)
+def engine_shutdown() -> Any:
+    yield
+    while LOADED:
+        LOADED.pop().destroy()
+
+
 @pytest.fixture
 def oac(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.syspath_prepend(str(ROOT / "tests" / "oac_standin"))
@@ -81,6 +91,7 @@ class Engine:
         self.handler = cls()
         self.config = self.handler.get_handler_info().config_model.model_validate(raw_config)
         self.handler.load(ChatEngineConfigModel(), self.config)
+        LOADED.append(self.handler)
         self.session = SessionContext(SessionInfoData("s1"))
         self.session.shared_states.enable_vad = False
         self.submitted: list[tuple[Any, bool | None, float]] = []
@@ -283,3 +294,24 @@ def test_handler_and_library_logs_reach_loguru_with_their_levels(oac: Any, monke
     assert ("INFO", "sonic_bridge.openavatarchat: Nova Sonic session s1: ready") in lines
     assert ("WARNING", "sonic_bridge.worker.runner: a worker warning") in lines
     assert target.propagate is False  # never twice, when the host has both
+
+
+def test_a_later_session_starts_from_a_prestarted_worker(oac: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sonic_bridge import BridgeState
+
+    engine = Engine(oac, {"backend": "fake", "prestart_workers": 1}, "stream", monkeypatch)
+    engine.handler.destroy_context(engine.context)  # the first visitor came before the pool was warm
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and engine.handler._pool.idle < 1:  # the engine idles between visitors
+        time.sleep(0.05)
+    context = engine.handler.create_context(engine.session, engine.config)
+    context.submit_data = lambda data, finish_stream=None: None
+    start = time.monotonic()
+    engine.handler.start_context(engine.session, context)
+    try:
+        while time.monotonic() - start < 10 and BridgeState.READY not in context.states:
+            time.sleep(0.005)
+        took = time.monotonic() - start
+    finally:
+        engine.handler.destroy_context(context)
+    assert BridgeState.READY in context.states and took < 0.5, f"{took:.3f} s to READY"

@@ -7,6 +7,7 @@ from sonic_bridge.events import (
     Error,
     Event,
     Interrupted,
+    Look,
     Role,
     SampleFormat,
     Stage,
@@ -28,6 +29,7 @@ __all__ = [
     "Event",
     "Inference",
     "Interrupted",
+    "Look",
     "Message",
     "Role",
     "SampleFormat",
@@ -45,5 +47,6 @@ __all__ = [
 
 from sonic_bridge.client import BridgeClosed, BridgeStats, SonicBridge
 from sonic_bridge.config import BridgeConfig, FakeOptions
+from sonic_bridge.pool import WorkerPool
 
-__all__ += ["BridgeClosed", "BridgeConfig", "BridgeStats", "FakeOptions", "SonicBridge"]
+__all__ += ["WorkerPool", "BridgeClosed", "BridgeConfig", "BridgeStats", "FakeOptions", "SonicBridge"]

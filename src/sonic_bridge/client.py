@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import math
 import os
 import select
 import signal
@@ -35,8 +36,12 @@ from sonic_bridge import messages as msg
 from sonic_bridge._version import __version__
 from sonic_bridge.config import HOST_RATES, BridgeConfig
 from sonic_bridge.history import Message, tool_call_line, tool_result_line
+from sonic_bridge.pool import PooledWorker, WorkerPool
 from sonic_bridge.protocol import tool_result_text
 from sonic_bridge.ring import Doorbell, SharedRing
+from sonic_bridge.vision.sampler import KeepEvery
+from sonic_bridge.vision.slot import FORMATS as VIDEO_FORMATS
+from sonic_bridge.vision.slot import FrameSlot, frame_pixels
 
 log = logging.getLogger("sonic_bridge.client")
 
@@ -70,6 +75,9 @@ class BridgeStats:
     worker_version: str = ""
     worker_python: str = ""
     latency_us: dict[str, float] = field(default_factory=dict)
+    video_frames_in: int = 0  # push_video calls that were accepted
+    video_frames_kept: int = 0  # of those, copied into the frame slot (one per vision.frame_interval_s)
+    video_frames_dropped: int = 0  # of those, not kept: the sampler had one for that interval already
 
 
 class _Worker:
@@ -84,6 +92,9 @@ class _Worker:
         in_bell: Doorbell,
         outbound: SharedRing,
         out_bell: Doorbell,
+        video_slot: int | None = None,
+        *,
+        pooled: bool = False,
     ) -> None:
         self.python = python
         self.hello: handshake.Hello | None = None
@@ -99,8 +110,10 @@ class _Worker:
             self.stderr = tempfile.TemporaryFile(prefix="sonic-bridge-worker-")
             fds = {"in-ring": inbound.fd, "in-bell": in_bell.fd, "out-ring": outbound.fd, "out-bell": out_bell.fd,
                    "life": life_r, "config": config_fd}
+            if video_slot is not None:
+                fds["video-slot"] = video_slot
             self.proc = subprocess.Popen(
-                launch.worker_argv(python, fds),
+                launch.worker_argv(python, fds, pooled=pooled),
                 pass_fds=list(fds.values()),
                 stdin=subprocess.DEVNULL,
                 stdout=self.stderr,
@@ -162,8 +175,10 @@ class SonicBridge:
     the last events and then empty lists, and wait() raises BridgeClosed so no host loop can spin.
     """
 
-    def __init__(self, config: BridgeConfig | None = None) -> None:
+    def __init__(self, config: BridgeConfig | None = None, *, pool: WorkerPool | None = None) -> None:
+        """``pool``: pre-started workers to take one from at start() when its set-up fits (see sonic_bridge.pool)."""
         self.config = config if config is not None else BridgeConfig()
+        self._pool = pool
         if not isinstance(self.config, BridgeConfig):
             raise TypeError(f"SonicBridge takes a BridgeConfig, got {type(self.config).__name__}")
         self._model = self.config.session.model
@@ -191,6 +206,9 @@ class SonicBridge:
         self._pending_tools: dict[str, str] = {}
         self._history: list[Message] = list(self.config.session.history)
         self._stall_reported = False
+        self._slot: FrameSlot | None = None  # the latest camera frame, when vision is enabled
+        self._vx = threading.Lock()  # push_video: the sampler and the slot's single writer
+        self._keep = KeepEvery(self.config.vision.frame_interval_s)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> SonicBridge:
@@ -210,13 +228,39 @@ class SonicBridge:
             if legacy is not None:  # said once per bridge: in the host's log and as its first event
                 log.warning("%s", legacy)
                 self._local.append(ev.Warning(errors.LEGACY_MODEL, legacy))
+            taken = self._pool.take(self.config) if self._pool is not None else None
+            if taken is not None:
+                self._adopt(taken)
+                return self
             self._inbound = SharedRing.create(self.config.inbound_capacity, "sonic-bridge-in")
             self._outbound = SharedRing.create(self.config.outbound_capacity, "sonic-bridge-out")
             self._in_bell = Doorbell()
             self._out_bell = Doorbell()
+            if self.config.vision.enabled:
+                self._slot = FrameSlot.create(self.config.vision.max_frame_bytes)
             self._started = True
             self._spawn()
         return self
+
+    def _adopt(self, taken: PooledWorker) -> None:
+        """Take over a pre-started worker and its resources: it serves this session once it has its config."""
+        self._inbound, self._outbound = taken.inbound, taken.outbound
+        self._in_bell, self._out_bell = taken.in_bell, taken.out_bell
+        self._slot = taken.slot
+        self._worker = taken.worker
+        self._worker.started = time.monotonic()  # the start-up timeout counts from here
+        self._started = True
+        self._set_state(ev.BridgeState.STARTING)
+        self._stats.worker_pid = self._worker.pid
+        if self._worker.hello is not None:
+            self._stats.worker_version, self._stats.worker_python = self._worker.hello.version, \
+                self._worker.hello.python
+        with self._tx:
+            sent = self._inbound.try_write(handshake.encode_config(self._config_json()))
+        if not sent:
+            self._fail(errors.WORKER_START_FAILED, "could not hand the configuration to the pre-started worker")
+            return
+        self._in_bell.ring()
 
     def _config_json(self) -> bytes:
         try:
@@ -235,7 +279,8 @@ class SonicBridge:
         try:
             config_json = self._config_json()
             self._worker = _Worker(self._python, self.config, config_json, self._inbound, self._in_bell,
-                                   self._outbound, self._out_bell)
+                                   self._outbound, self._out_bell,
+                                   video_slot=self._slot.fd if self._slot is not None else None)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             self._worker = None
             self._fail(errors.WORKER_START_FAILED, f"could not start the worker with {self._python}: {exc}")
@@ -289,6 +334,10 @@ class SonicBridge:
                     resource.close()
             self._inbound = self._outbound = None
             self._in_bell = self._out_bell = None
+        with self._vx:  # no push_video is inside the slot while it is unmapped
+            if self._slot is not None:
+                self._slot.close()
+                self._slot = None
         if self._state is not ev.BridgeState.CLOSED:
             self._set_state(ev.BridgeState.CLOSED)
 
@@ -355,6 +404,45 @@ class SonicBridge:
                 return False
             del self._pending_tools[tool_use_id]
             self._history.append(Message(ev.Role.ASSISTANT, tool_result_line(tool_use_id, text)))
+            return True
+
+    def push_video(self, frame: Any, *, pixel_format: str = "rgb24", timestamp: float | None = None) -> bool:
+        """Offer one camera frame (uint8 [H, W, 3] or [1, H, W, 3], ``rgb24`` or ``bgr24``). Any thread.
+
+        Costs microseconds for a frame the sampler does not keep (one per ``vision.frame_interval_s`` is
+        kept): no copy, no encoding, no ring traffic. A kept frame is copied once into the shared-memory
+        frame slot, replacing the previous one; the worker takes it from there when it samples, and the host
+        never waits for it. ``timestamp`` is the capture time on ``time.monotonic()``'s clock (default: now).
+
+        True: kept. False: not kept (counted in ``stats().video_frames_dropped``), or the bridge is closed
+        (counted in ``dropped_after_close``). Bad input raises ValueError/TypeError, and so does a bridge
+        without ``vision.enabled``; calling before start() raises RuntimeError.
+        """
+        if self._closed or not self._started:
+            return self._refused("push_video")
+        vision = self.config.vision
+        if not vision.enabled:
+            raise ValueError("push_video needs vision: BridgeConfig(vision=VisionSettings(enabled=True))")
+        if pixel_format not in VIDEO_FORMATS:
+            raise ValueError(f"pixel_format must be one of {VIDEO_FORMATS}, got {pixel_format!r}")
+        pixels = frame_pixels(frame, vision.max_frame_bytes)
+        if timestamp is None:
+            captured = time.monotonic()
+        elif isinstance(timestamp, bool) or not isinstance(timestamp, int | float) or not math.isfinite(timestamp):
+            raise ValueError(f"timestamp must be a time.monotonic() reading in seconds, got {timestamp!r}")
+        else:
+            captured = float(timestamp)
+        with self._vx:
+            slot = self._slot
+            if self._closed or slot is None:
+                self._stats.dropped_after_close += 1
+                return False
+            self._stats.video_frames_in += 1
+            if not self._keep.keep(captured):
+                self._stats.video_frames_dropped += 1
+                return False
+            slot.write(pixels, pixel_format, int(captured * 1e9))
+            self._stats.video_frames_kept += 1
             return True
 
     def _refused(self, what: str) -> bool:
@@ -515,6 +603,12 @@ class SonicBridge:
             elif isinstance(event, ev.Transcript) and event.stage is ev.Stage.FINAL:
                 with self._tx:
                     self._history.append(Message(event.role, event.text))
+            elif isinstance(event, ev.Look):  # the worker answered it: a restarted worker replays it too
+                with self._tx:
+                    self._history.append(Message(ev.Role.ASSISTANT, tool_call_line(
+                        self.config.vision.tool_name, {"question": event.question})))
+                    self._history.append(Message(ev.Role.ASSISTANT, tool_result_line(
+                        event.tool_use_id, event.answer or f"camera unavailable: {event.error}")))
             elif isinstance(event, ev.Error) and not event.recoverable:
                 self._close_reason = event
             self._stats.messages_out += 1
@@ -648,6 +742,24 @@ class SonicBridge:
             return s
 
 
+def start_pooled_worker(template: BridgeConfig, template_json: bytes) -> PooledWorker:
+    """Launch one pre-started worker with fresh resources sized by the pool's template."""
+    inbound = SharedRing.create(template.inbound_capacity, "sonic-bridge-in")
+    outbound = SharedRing.create(template.outbound_capacity, "sonic-bridge-out")
+    in_bell, out_bell = Doorbell(), Doorbell()
+    slot = FrameSlot.create(template.vision.max_frame_bytes) if template.vision.enabled else None
+    outbound.beat()
+    try:
+        worker = _Worker(template.python, template, template_json, inbound, in_bell, outbound, out_bell,
+                         video_slot=slot.fd if slot is not None else None, pooled=True)
+    except BaseException:
+        for resource in (inbound, outbound, in_bell, out_bell, slot):
+            if resource is not None:
+                resource.close()
+        raise
+    return PooledWorker(worker, inbound, outbound, in_bell, out_bell, slot)
+
+
 def _start_failure(python: str, code: int, tail: str) -> tuple[str, str]:
     """Why a worker that exited before introducing itself could not start, with the fix."""
     fix = (f"make a worker environment with `sonic-bridge worker-env` (bridges find it by default at "
@@ -704,4 +816,4 @@ def _frame_bytes(samples: Any, sample_rate: int) -> tuple[bytes, ev.SampleFormat
     return pcm, fmt
 
 
-__all__ = ["BridgeClosed", "BridgeStats", "SonicBridge"]
+__all__ = ["BridgeClosed", "BridgeStats", "SonicBridge", "WorkerPool"]

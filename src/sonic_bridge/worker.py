@@ -34,6 +34,7 @@ log = logging.getLogger("sonic_bridge.worker")
 HEARTBEAT_SECONDS = 0.1
 ACCOUNT_SECONDS = 1.0
 FD_NAMES = ("in-ring", "in-bell", "out-ring", "out-bell", "life", "config")
+OPTIONAL_FD_NAMES = ("video-slot",)  # the latest camera frame, only when vision is enabled
 SDK_MODULES = (
     "boto3",
     "awscrt",
@@ -50,7 +51,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m sonic_bridge.worker", description=__doc__)
     p.add_argument("--probe", action="store_true", help="print this worker environment's facts as JSON and exit")
     p.add_argument("--profile", default="", help="with --probe: the AWS profile whose credentials to look for")
-    for name in FD_NAMES:
+    p.add_argument("--pooled", action="store_true", help="pre-started: --config is a template; the session's "
+                   "own configuration arrives as the first inbound record")
+    for name in FD_NAMES + OPTIONAL_FD_NAMES:
         p.add_argument(f"--{name}", type=int, help=f"inherited file descriptor: {name}")
     args = p.parse_args(argv)
     missing = [name for name in FD_NAMES if getattr(args, name.replace("-", "_")) is None]
@@ -139,10 +142,45 @@ async def _set_up(config: BridgeConfig, outbox: Outbox, status: SharedRing) -> o
     return backend
 
 
+def backend_key(config: BridgeConfig) -> str:
+    """What a built backend depends on: a pre-started worker's backend serves any session with the same key."""
+    raw = config.to_json()
+    return json.dumps([raw[k] for k in ("backend", "region", "endpoint", "ca_file", "profile", "fake")])
+
+
+async def _session_config(inbound: SharedRing, in_bell: Doorbell, host_gone: asyncio.Event) -> BridgeConfig:
+    """A pre-started worker waits (idle, beating) for the first inbound record: its session's configuration."""
+    loop = asyncio.get_running_loop()
+    rung = asyncio.Event()
+    loop.add_reader(in_bell.fd, rung.set)
+    try:
+        while True:
+            in_bell.drain()
+            item = inbound.read()
+            if item is not None:
+                raw = handshake.parse_config(item[0])
+                if raw is None:
+                    raise ValueError("a pre-started worker's first command must be its configuration")
+                return BridgeConfig.from_json(json.loads(raw))
+            rung.clear()
+            waiter = asyncio.ensure_future(rung.wait())
+            gone = asyncio.ensure_future(host_gone.wait())
+            await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            gone.cancel()
+            if host_gone.is_set():
+                os._exit(0)  # the pool's host is gone: nobody will ever take this worker
+    finally:
+        loop.remove_reader(in_bell.fd)
+
+
 async def serve(config: BridgeConfig, inbound: SharedRing, in_bell: Doorbell, outbox: Outbox,
-                status: SharedRing, life_fd: int) -> int:
+                status: SharedRing, life_fd: int, video_slot: int | None = None, *, pooled: bool = False) -> int:
+    """Serve one session. ``pooled``: ``config`` is a template; set up for it, then wait for the session's own."""
     from sonic_bridge.backends import Backend
     from sonic_bridge.runner import SessionRunner
+    from sonic_bridge.vision.setup import make_look
+    from sonic_bridge.vision.slot import FrameSlot
 
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
@@ -174,7 +212,29 @@ async def serve(config: BridgeConfig, inbound: SharedRing, in_bell: Doorbell, ou
     if backend is None:
         beating.cancel()
         return 2
-    runner = SessionRunner(config, cast(Backend, backend), outbox)
+    if pooled:
+        status.set_status(handshake.IDLE)
+        template = config
+        try:
+            config = await _session_config(inbound, in_bell, host_gone)
+        except (ValueError, TypeError) as exc:
+            outbox.send(ev.Error(errors.BAD_CONFIGURATION, f"pre-started worker: {exc}", recoverable=False))
+            outbox.send(ev.StateChanged(ev.BridgeState.CLOSED))
+            return 2
+        logging.getLogger("sonic_bridge").setLevel(config.log_level)
+        if backend_key(config) != backend_key(template):  # the pool's template did not fit: set up again
+            with contextlib.suppress(Exception):
+                await cast(Backend, backend).aclose()
+            backend = await _set_up(config, outbox, status)
+            if backend is None:
+                beating.cancel()
+                return 2
+    look = make_look(config, backend, FrameSlot.attach(video_slot) if video_slot is not None else None)
+    runner = SessionRunner(config, cast(Backend, backend), outbox, look=look)
+    if look is not None:
+        # Sampling is kept apart from the session: nothing it does can end the conversation.
+        camera = asyncio.create_task(look.camera.run(), name="camera")
+        camera.add_done_callback(lambda t: None if t.cancelled() else log.error("camera stopped: %r", t.exception()))
     loop.add_reader(in_bell.fd, on_bell)
 
     async def read_commands() -> None:
@@ -202,10 +262,10 @@ async def serve(config: BridgeConfig, inbound: SharedRing, in_bell: Doorbell, ou
     if crashed is not None:
         # A bug, not a service failure: report its cause, then exit non-zero so the host restarts the
         # worker with the conversation replayed (its restart policy decides).
-        exc = crashed.exception()
-        log.error("the worker's %s task failed", crashed.get_name(), exc_info=exc)
+        failure = crashed.exception()
+        log.error("the worker's %s task failed", crashed.get_name(), exc_info=failure)
         outbox.send(ev.Error(errors.INTERNAL, f"the worker's {crashed.get_name()} task failed: "
-                             f"{type(exc).__name__}: {exc}", recoverable=True))
+                             f"{type(failure).__name__}: {failure}", recoverable=True))
         return 3
     gone.cancel()
     for task in (reading, beating):
@@ -281,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     _lower_priority()
     code = 1
     try:
-        code = asyncio.run(serve(config, inbound, Doorbell(args.in_bell), outbox, outbound, args.life))
+        code = asyncio.run(serve(config, inbound, Doorbell(args.in_bell), outbox, outbound, args.life,
+                                 args.video_slot, pooled=args.pooled))
     except Exception as exc:
         log.exception("worker failed")
         outbox.send(ev.Error(errors.INTERNAL, f"worker failed: {type(exc).__name__}: {exc}", recoverable=True))

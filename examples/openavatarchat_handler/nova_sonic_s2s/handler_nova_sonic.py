@@ -46,6 +46,7 @@ CYCLE = 0.02
 INPUT_GAP = 0.5
 MAX_FILL_PER_CYCLE = 10  # catch up at most 200 ms of silence per cycle after a late wake-up
 END_MARKER_SAMPLES = 240  # the engine rejects empty audio, so a stream ends with a short silence
+MAX_PRESTARTED = 4  # default pool size at most: each idle worker holds ~80 MB
 
 
 class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
@@ -64,6 +65,9 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
     reenable_vad_after_response: bool = Field(default=False)  # audio-only classic engine: no avatar does it
     renew_after_seconds: float = Field(default=360.0)
     fake_scenario: str | None = Field(default=None)  # backend "fake": a scenario file (tries it without AWS)
+    # Pre-started workers, so a visitor's session is ready at once: None keeps as many as the engine's
+    # concurrent_limit (at most MAX_PRESTARTED), 0 starts every session cold.
+    prestart_workers: int | None = Field(default=None, ge=0, le=64)
 
     def bridge_config(self) -> sb.BridgeConfig:
         session = sb.SessionSettings(
@@ -105,6 +109,7 @@ class HandlerNovaSonic(HandlerBase):
         super().__init__()
         self.config = NovaSonicConfig()
         self._finish_param: bool | None = None
+        self._pool: sb.WorkerPool | None = None
 
     # ----------------------------------------------------------------- registration
     def get_handler_info(self) -> HandlerBaseInfo:
@@ -114,7 +119,18 @@ class HandlerNovaSonic(HandlerBase):
         route_to_loguru()  # OpenAvatarChat's log: the handler's and the library's lines go where its own go
         if isinstance(handler_config, NovaSonicConfig):
             self.config = handler_config
-        self.config.bridge_config()  # every setting checked once, at start-up, with a clear error
+        template = self.config.bridge_config()  # every setting checked once, at start-up, with a clear error
+        size = self.config.prestart_workers
+        if size is None:
+            size = min(max(1, self.config.concurrent_limit), MAX_PRESTARTED)
+        if size > 0 and self._pool is None:
+            self._pool = sb.WorkerPool(template, size=size)  # starts in the background: load() does not wait
+
+    def destroy(self) -> None:
+        """Engine shutdown: the pre-started workers end by their pids."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def get_handler_detail(self, session_context: Any, context: Any) -> HandlerDetail:
         audio = DataBundleDefinition()
@@ -136,7 +152,7 @@ class HandlerNovaSonic(HandlerBase):
         context = NovaSonicContext(session_context.session_info.session_id)
         context.config = handler_config if isinstance(handler_config, NovaSonicConfig) else self.config
         context.session_context = session_context
-        context.bridge = sb.SonicBridge(context.config.bridge_config())
+        context.bridge = sb.SonicBridge(context.config.bridge_config(), pool=self._pool)  # pool: if it fits
         return context
 
     def start_context(self, session_context: Any, handler_context: Any) -> None:
