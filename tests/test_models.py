@@ -29,7 +29,7 @@ def test_nova_2_5_is_known_with_the_nova_2_features(model_id: str) -> None:
     assert info.supports_text_input and info.supports_turn_detection and info.supports_tool_choice
     assert info.voices == FAMILIES[Family.NOVA_2].voices and "pt-BR" in info.languages
     assert info.legacy_warning is None
-    SessionSettings(model_id=model_id, voice="tina", turn_sensitivity="LOW")
+    SessionSettings(model_id=model_id, voice="tina", turn_sensitivity="LOW", greeting="Greet the visitor.")
 
 
 def test_the_table_is_the_only_source_of_each_familys_features() -> None:

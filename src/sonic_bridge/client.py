@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
+import enum
 import logging
 import math
 import os
@@ -39,6 +41,7 @@ from sonic_bridge.history import Message, tool_call_line, tool_result_line
 from sonic_bridge.pool import PooledWorker, WorkerPool
 from sonic_bridge.protocol import tool_result_text
 from sonic_bridge.ring import Doorbell, SharedRing
+from sonic_bridge.settings import Inference, Tool
 from sonic_bridge.vision.sampler import KeepEvery
 from sonic_bridge.vision.slot import FORMATS as VIDEO_FORMATS
 from sonic_bridge.vision.slot import FrameSlot, frame_pixels
@@ -52,6 +55,13 @@ LATENCY_SAMPLES = 2048
 
 class BridgeClosed(RuntimeError):
     """The bridge was closed (by the host, or because the worker could not be kept alive)."""
+
+
+class _Keep(enum.Enum):
+    KEEP = "keep"
+
+
+KEEP = _Keep.KEEP  # update_session: leave this setting as it is
 
 
 @dataclass
@@ -195,6 +205,8 @@ class SonicBridge:
         self._close_reason: ev.Error | None = None
         self._tx = threading.Lock()  # producer side: inbound writes, their counters, the rings' lifetime
         self._rx = threading.RLock()  # consumer side and lifecycle: polls, restarts, close
+        self._ux = threading.Lock()  # update_session: one at a time (never held with _rx)
+        self._user_spoke = False  # a USER transcript or typed text was seen: a restart does not greet again
         self._local: list[ev.Event] = []
         self._stamps: list[int] = []  # worker send time (monotonic ns) of each event in _local
         self._restarts = 0
@@ -263,8 +275,11 @@ class SonicBridge:
         self._in_bell.ring()
 
     def _config_json(self) -> bytes:
+        config = self.config.with_history(tuple(self._history))
+        if self._user_spoke and config.session.greeting is not None:  # a restart greets only who never spoke
+            config = dataclasses.replace(config, session=dataclasses.replace(config.session, greeting=None))
         try:
-            return self.config.with_history(tuple(self._history)).dumps().encode()
+            return config.dumps().encode()
         except (TypeError, ValueError, RecursionError) as exc:
             raise ValueError(
                 f"the bridge configuration cannot be sent to the worker: {exc} (every setting, tool "
@@ -386,7 +401,9 @@ class SonicBridge:
         if not self._model.supports_text_input:
             raise ValueError(f"{self._model.model_id} does not respond to text; use a Nova 2 model or send audio")
         with self._tx:
-            return self._write(codec.encode(msg.TextIn(text)))
+            sent = self._write(codec.encode(msg.TextIn(text)))
+            self._user_spoke = self._user_spoke or sent
+            return sent
 
     def send_tool_result(self, tool_use_id: str, content: str | dict[str, Any] | list[Any]) -> bool:
         """Answer a ToolCall. Every call must be answered exactly once (even with an error). Any thread.
@@ -443,6 +460,43 @@ class SonicBridge:
                 return False
             slot.write(pixels, pixel_format, int(captured * 1e9))
             self._stats.video_frames_kept += 1
+            return True
+
+    def update_session(
+        self,
+        *,
+        voice: str | _Keep = KEEP,
+        system_prompt: str | _Keep = KEEP,
+        turn_sensitivity: str | _Keep | None = KEEP,
+        tools: tuple[Tool, ...] | list[Tool] | _Keep = KEEP,
+        tool_choice: str | _Keep = KEEP,
+        inference: Inference | _Keep = KEEP,
+    ) -> bool:
+        """Change settings during the conversation. Any thread; not for the 20 ms path (it validates: ~1 ms).
+
+        The settings are checked here exactly as at start (ValueError naming the setting, and nothing changes);
+        the worker applies them by a renewal at the next turn boundary (history kept, no user audio lost) and
+        says when with ``StateChanged(READY, events.SETTINGS_UPDATED)``. A restarted worker starts with them.
+        True: sent. False: not sent and nothing changed (the ring is full: try again; or the bridge is closed).
+        """
+        if self._closed or not self._started:
+            return self._refused("update_session")
+        asked = {"voice": voice, "system_prompt": system_prompt, "turn_sensitivity": turn_sensitivity,
+                 "tools": tools, "tool_choice": tool_choice, "inference": inference}
+        changes: dict[str, Any] = {name: value for name, value in asked.items() if value is not KEEP}
+        if not changes:
+            raise ValueError(f"update_session needs at least one of {sorted(asked)}")
+        with self._ux:  # one update at a time, each built on the one before
+            session = dataclasses.replace(self.config.session, **changes)  # SessionSettings' own checks
+            config = dataclasses.replace(self.config, session=session)  # and those that span settings
+            record = codec.encode(msg.SettingsIn(dataclasses.replace(session, history=()).dumps()))
+            with self._tx:
+                if self._closed:
+                    self._stats.dropped_after_close += 1
+                    return False
+                if not self._write(record):
+                    return False
+                self.config = config  # what a restarted worker starts with
             return True
 
     def _refused(self, what: str) -> bool:
@@ -603,6 +657,7 @@ class SonicBridge:
             elif isinstance(event, ev.Transcript) and event.stage is ev.Stage.FINAL:
                 with self._tx:
                     self._history.append(Message(event.role, event.text))
+                    self._user_spoke = self._user_spoke or event.role is ev.Role.USER
             elif isinstance(event, ev.Look):  # the worker answered it: a restarted worker replays it too
                 with self._tx:
                     self._history.append(Message(ev.Role.ASSISTANT, tool_call_line(

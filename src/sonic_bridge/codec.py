@@ -45,6 +45,7 @@ _SCHEMAS: dict[type[Any], tuple[int, tuple[_Kind, ...]]] = {
     msg.TextIn: (21, ("s",)),
     msg.ToolResultIn: (22, ("s", "s")),
     msg.CloseIn: (23, ()),
+    msg.SettingsIn: (24, ("s",)),
     msg.LogLine: (30, ("i", "s", "s")),
     msg.AudioAccounted: (31, ("i", "i", "s")),
 }

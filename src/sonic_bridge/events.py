@@ -115,6 +115,10 @@ class Usage:
     total: TokenCounts
 
 
+# StateChanged(READY, SETTINGS_UPDATED): the stream that serves from now on has update_session's settings.
+SETTINGS_UPDATED = "settings updated"
+
+
 @dataclass(frozen=True, slots=True)
 class StateChanged:
     state: BridgeState

@@ -29,6 +29,14 @@ class ToolResultIn:
 
 
 @dataclass(frozen=True, slots=True)
+class SettingsIn:
+    """New session settings (SessionSettings JSON; its history is ignored): the worker applies them by a
+    renewal at the next turn boundary and says so with StateChanged(READY, events.SETTINGS_UPDATED)."""
+
+    session_json: str
+
+
+@dataclass(frozen=True, slots=True)
 class CloseIn:
     """Close the session in the service's order, then exit."""
 
@@ -51,5 +59,5 @@ class AudioAccounted:
     reason: str
 
 
-Command = AudioIn | TextIn | ToolResultIn | CloseIn
+Command = AudioIn | TextIn | ToolResultIn | CloseIn | SettingsIn
 WorkerMessage = Event | LogLine | AudioAccounted

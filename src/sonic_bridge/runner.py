@@ -23,12 +23,14 @@ import time
 from sonic_bridge import errors
 from sonic_bridge import events as ev
 from sonic_bridge import messages as msg
+from sonic_bridge.activity import Activity
 from sonic_bridge.audio import Converter
 from sonic_bridge.backends.base import Backend, BackendError, Stream
 from sonic_bridge.config import BridgeConfig
 from sonic_bridge.history import Message, tool_call_line, tool_result_line
 from sonic_bridge.outbox import Outbox
 from sonic_bridge.protocol import JsonEvent, ProtocolError, SonicSession, dumps
+from sonic_bridge.settings import SessionSettings
 from sonic_bridge.vision.look import LookTool, session_with_look
 
 log = logging.getLogger("sonic_bridge.runner")
@@ -72,6 +74,7 @@ class Link:
         self.failure: asyncio.Future[BackendError | None] = asyncio.get_running_loop().create_future()
         self.retired = False
         self.tasks: list[asyncio.Task[None]] = []
+        self.settings_version = 0  # which update_session's settings it was opened with (0: the start's)
 
     def fail(self, error: BackendError | None) -> None:
         if not self.failure.done():
@@ -124,6 +127,16 @@ class SessionRunner:
         # does not ask the turn again: the host's late result goes to it as text and the model answers
         # from that (asking again as well made the model call the tool twice, and one call was refused).
         self._awaiting_host: set[str] = set()
+        self.activity = Activity()
+        session = config.session
+        self._greeting = session.greeting if session.greeting and session.model.supports_text_input else None
+        self._greeted = False  # the model finished a reply to the greeting
+        self._user_spoke = False  # a USER transcript or typed text: no greeting any more
+        # update_session: each update gets a version; a stream opened with an older one is renewed.
+        self._settings_version = 0
+        self._applied_version = 0  # the version of the stream the host was last told about
+        self._settings_wake = asyncio.Event()
+        self._settings_retry_at = 0.0  # after a failed renewal, the next attempt waits until then
 
     # ------------------------------------------------------------------ commands from the host
     def handle(self, command: msg.Command) -> None:
@@ -133,14 +146,32 @@ class SessionRunner:
             self._text(command.text)
         elif isinstance(command, msg.ToolResultIn):
             self._tool_result(command.tool_use_id, command.content)
+        elif isinstance(command, msg.SettingsIn):
+            self._update_settings(command.session_json)
         elif isinstance(command, msg.CloseIn):
             self._closing.set()
+
+    def _update_settings(self, session_json: str) -> None:
+        """update_session: the next stream starts with these settings, and a renewal at the next turn boundary
+        brings it (history kept, user audio replayed); its READY says SETTINGS_UPDATED."""
+        try:
+            new = SessionSettings.from_json(json.loads(session_json))
+            session = dataclasses.replace(new, history=self.config.session.history)
+            self.config = dataclasses.replace(self.config, session=session)
+        except (TypeError, ValueError) as exc:  # the host checked them already: only a version skew gets here
+            self.outbox.send(ev.Error(errors.BAD_CONFIGURATION, f"update_session refused: {exc}", recoverable=True))
+            return
+        self._session = session_with_look(session, self.look.settings) if self.look is not None else session
+        self._settings_version += 1
+        self._settings_retry_at = 0.0
+        self._settings_wake.set()
 
     def _audio(self, frame: msg.AudioIn) -> None:
         pcm = self._to_service.convert(frame.pcm, frame.sample_rate, frame.sample_format)
         if not pcm:
             self.sent_frames += 1  # the resampler holds it back; it goes out with the next frame
             return
+        self.activity.user_audio(pcm, time.monotonic())
         self._replay.append(pcm)
         self._replay_bytes += len(pcm)
         while self._replay_bytes > self._replay_limit:
@@ -178,6 +209,7 @@ class SessionRunner:
             return
         self.history.append(Message(ev.Role.USER, text))
         self._unanswered = text  # the service does not echo typed text as a transcript
+        self._user_spoke = True
 
     def _tool_result(self, tool_use_id: str, content: str) -> None:
         link = self.link
@@ -253,6 +285,7 @@ class SessionRunner:
         reask = self._unanswered if self._link_count > 1 and not self._awaiting_host else None
         if reask and history and history[-1] == Message(ev.Role.USER, reask):
             history.pop()  # it is asked again below instead
+        version = self._settings_version
         settings = dataclasses.replace(self._session, history=tuple(history))
         session = SonicSession(settings, response_prefix=f"{self._link_count}.", first_turn=self._turn)
         try:
@@ -265,6 +298,7 @@ class SessionRunner:
                 kind="ConnectTimeout",
             ) from None
         link = Link(self._link_count, stream, session)
+        link.settings_version = version
         link.tasks = [asyncio.create_task(self._writer(link)), asyncio.create_task(self._reader(link))]
         link.send(session.start())
         if reask and session.model.supports_text_input:
@@ -298,7 +332,12 @@ class SessionRunner:
             else:
                 self._tool_result(*payload)
         self._pending_bytes = 0
-        self._state(ev.BridgeState.READY)
+        if not renewing and self._greeting is not None and not self._user_spoke and not self._greeted:
+            # The avatar speaks first; after a reconnect again only if the greeting was never answered.
+            link.send(link.session.text(self._greeting))
+        updated = link.settings_version != self._applied_version
+        self._applied_version = link.settings_version
+        self._state(ev.BridgeState.READY, ev.SETTINGS_UPDATED if updated else "")
 
     async def _serve(self, link: Link) -> BackendError | str | None:
         """Run a link until it fails, the host closes, or it is renewed (then serve the new one)."""
@@ -308,30 +347,38 @@ class SessionRunner:
             if expires is not None:  # a rotated key under an open signature chain breaks the stream
                 left = (expires - datetime.datetime.now(datetime.UTC)).total_seconds() - CREDENTIAL_MARGIN
                 renew_at = min(renew_at, time.monotonic() + max(left, 0.0))
+            settings_due = link.settings_version != self._settings_version
+            if settings_due:  # update_session: renew now (or, after a failed attempt, a little later)
+                renew_at = min(renew_at, self._settings_retry_at)
+            self._settings_wake.clear()
             closing: asyncio.Future[object] = asyncio.ensure_future(self._closing.wait())
-            waiters: set[asyncio.Future[object]] = {closing, link.failure}  # type: ignore[arg-type]
+            updated: asyncio.Future[object] = asyncio.ensure_future(self._settings_wake.wait())
+            waiters: set[asyncio.Future[object]] = {closing, updated, link.failure}  # type: ignore[arg-type]
             try:
                 await asyncio.wait(
                     waiters, timeout=max(0.0, renew_at - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
                 )
             finally:
                 closing.cancel()
+                updated.cancel()
             if self._closing.is_set():
                 return "closed"
             if link.failure.done():
                 return link.failure.result()
-            new = await self._renew(link)
+            if time.monotonic() < renew_at:
+                continue  # woken by update_session: when to renew is worked out again
+            new = await self._renew(link, settings=settings_due)
             if new is None:
                 continue
             link = new
 
-    async def _renew(self, old: Link) -> Link | None:
-        """Proactive renewal: wait for a turn boundary (bounded), prime a new stream, switch."""
-        self._state(ev.BridgeState.RENEWING)
+    async def _renew(self, old: Link, *, settings: bool = False) -> Link | None:
+        """Proactive renewal (or update_session's): wait for a turn boundary and a pause of the user (bounded),
+        prime a new stream, switch."""
+        self._state(ev.BridgeState.RENEWING, "settings" if settings else "")
         deadline = time.monotonic() + self.config.renew_force_after
-        while (old.session.assistant_speaking or old.session.pending_tool_uses or self._unanswered) and (
-            time.monotonic() < deadline
-        ):
+        while (old.session.assistant_speaking or old.session.pending_tool_uses or self._unanswered
+               or self.activity.user_speaking(time.monotonic())) and time.monotonic() < deadline:
             if old.failure.done() or self._closing.is_set():
                 return None
             await asyncio.sleep(0.05)
@@ -341,6 +388,7 @@ class SessionRunner:
         except BackendError as exc:
             log.warning("renewal failed, keeping the current stream: %s", exc.message)
             old.opened_at = time.monotonic() - self.config.renew_after + 5.0
+            self._settings_retry_at = time.monotonic() + 5.0
             return None
         self.renewals += 1
         self.failures.succeeded()  # the old stream served its full term
@@ -437,8 +485,10 @@ class SessionRunner:
             if not pcm:
                 return
             event = ev.AudioOut(pcm, self.config.output_sample_rate, self.config.output_format, event.response_id)
+            self.activity.model_audio(event.duration, time.monotonic())
         elif isinstance(event, ev.Interrupted):
             self._to_host.reset()  # the rest of that response must not be heard
+            self.activity.model_stopped(time.monotonic())
         elif isinstance(event, ev.TurnEnded):
             tail = self._to_host.flush()
             if tail and event.stop_reason != "INTERRUPTED":
@@ -451,9 +501,11 @@ class SessionRunner:
                 self.history.append(said)
             if event.role is ev.Role.USER:
                 self._unanswered = event.text
+                self._user_spoke = True
                 self._replay.clear()  # the model heard this turn: a renewal must not replay it
                 self._replay_bytes = 0
         elif isinstance(event, ev.TurnEnded) and event.stop_reason == "END_TURN":
+            self._greeted = self._greeted or self._greeting is not None
             self._unanswered = None
             self._awaiting_host.clear()
             self.failures.succeeded()

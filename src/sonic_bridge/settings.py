@@ -17,6 +17,7 @@ MAX_PROMPT_BYTES = 100_000
 MAX_TOOL_DESCRIPTION_BYTES = 10_000
 MAX_TOOLS_JSON_BYTES = 500_000
 MAX_TOOLS = 100
+MAX_GREETING_BYTES = 10_000
 
 
 def _fields_from_json(cls: type[Any], raw: Any, what: str) -> dict[str, Any]:
@@ -85,6 +86,9 @@ class SessionSettings:
     output_rate: int = 24000
     inference: Inference = Inference()
     turn_sensitivity: str | None = None  # HIGH, MEDIUM, LOW (Nova 2 and later); None: model default
+    # The avatar speaks first (Nova 2 and later): this instruction goes to the model as typed text when the
+    # session is ready, e.g. "Greet the visitor in one short sentence." None: it waits for the user.
+    greeting: str | None = None
 
     def __post_init__(self) -> None:
         info = models.model_info(self.model_id)  # warns (once) about an id it does not know
@@ -101,6 +105,11 @@ class SessionSettings:
             checks.one_of("turn_sensitivity", self.turn_sensitivity, models.TURN_SENSITIVITIES)
             if not info.supports_turn_detection:
                 raise ValueError(f"{self.model_id} has no turn detection setting; leave turn_sensitivity unset")
+        if self.greeting is not None:
+            checks.text("greeting", self.greeting, max_bytes=MAX_GREETING_BYTES)
+            if not info.supports_text_input:
+                raise ValueError(f"{self.model_id} cannot speak first (it takes no typed text); leave greeting "
+                                 "unset or use a Nova 2 model")
         if len(self.tools) > MAX_TOOLS:
             raise ValueError(f"tools holds {len(self.tools)} tools; at most {MAX_TOOLS} are allowed")
         names = [t.name for t in self.tools]
@@ -148,6 +157,7 @@ class SessionSettings:
                 "temperature": self.inference.temperature,
             },
             "turn_sensitivity": self.turn_sensitivity,
+            "greeting": self.greeting,
         }
 
     @classmethod

@@ -247,7 +247,7 @@ async def serve(config: BridgeConfig, inbound: SharedRing, in_bell: Doorbell, ou
                 except codec.CodecError as exc:
                     log.error("dropped an unreadable host command: %s", exc)
                     continue
-                if isinstance(command, msg.AudioIn | msg.TextIn | msg.ToolResultIn | msg.CloseIn):
+                if isinstance(command, msg.AudioIn | msg.TextIn | msg.ToolResultIn | msg.CloseIn | msg.SettingsIn):
                     runner.handle(command)
             await wake.wait()
 

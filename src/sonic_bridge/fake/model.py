@@ -37,6 +37,8 @@ INVALID_INPUT = "Invalid input request, please fix your input and try again."
 ECHO_LIMIT_S = 15.0  # a reply echoes at most this much of the user's turn: a long turn holds no more memory
 TYPED_ECHO_CHARS = 500  # a typed turn's reply echoes at most this many of its characters
 TYPED_CHAR_S = 0.06  # a typed character "spoken" in the reply audio
+# What the fake says to an instruction typed while a tool call waits for its result (a filler nudge).
+STILL_WORKING = "I am still working on that, one moment please."
 
 
 class FakeError(Exception):
@@ -78,6 +80,14 @@ class FakeSonic:
         self.input_rate = 16000
         self.output_rate = 24000
         self.pause = PAUSE_BY_SENSITIVITY["MEDIUM"]
+        # What this stream was started with, as scenario.reply_names_context names it.
+        self.voice = "matthew"
+        self.sensitivity = "default"
+        self.temperature: object = None
+        self.tool_choice = "auto"
+        self.system_text = ""
+        self.history_texts: list[tuple[str, str]] = []  # (role, text) of the replayed history
+        self._filling = False  # a filler reply plays: the tool's answer follows it instead of cutting it
         self.tools: set[str] = set()
         self.look_tool: str | None = None
         self.block: dict[str, Any] | None = None
@@ -169,6 +179,8 @@ class FakeSonic:
             if sensitivity not in PAUSE_BY_SENSITIVITY:
                 raise FakeError("ValidationException", f"Invalid endpointingSensitivity: {sensitivity}")
             self.pause = PAUSE_BY_SENSITIVITY[sensitivity]
+            self.sensitivity = sensitivity
+        self.temperature = body.get("inferenceConfiguration", {}).get("temperature")
         self.phase = "prompt"
 
     def _in_promptStart(self, body: dict[str, Any], now: float) -> None:
@@ -178,6 +190,9 @@ class FakeSonic:
         voice = audio.get("voiceId", "matthew")
         if voice not in self.model.voices:
             raise FakeError("ValidationException", f"Received invalid voiceId: {voice}")
+        self.voice = voice
+        choice = body.get("toolConfiguration", {}).get("toolChoice", {"auto": {}})
+        self.tool_choice = next(iter(choice), "auto") if choice.get("tool") is None else choice["tool"]["name"]
         self.output_rate = int(audio.get("sampleRateHertz", 24000))
         if self.output_rate not in SERVICE_RATES:
             raise FakeError("ValidationException", f"Invalid output sampleRateHertz: {self.output_rate}")
@@ -261,8 +276,11 @@ class FakeSonic:
             self.block, self.block_text, self.block_bytes = None, [], 0
             if block["type"] == "TEXT" and block.get("role") == "SYSTEM" and self.phase == "system":
                 self.phase = "history"
+                self.system_text = text
                 self.completion_id = str(uuid.UUID(int=self.rng.getrandbits(128)))
                 self._emit(now + self.sc.scaled(0.05), self._ev("completionStart", {}))
+            elif block["type"] == "TEXT" and self.phase == "history":
+                self.history_texts.append((str(block.get("role")), text))
             elif block["type"] == "TEXT" and block.get("interactive") and self.model.supports_text_input:
                 self._start_text_turn(text, now)
             elif block["type"] == "TOOL":
@@ -345,7 +363,15 @@ class FakeSonic:
         self._respond(now, audio, plan, f"You spoke for {seconds:.1f} seconds in turn {self.turn}.")
 
     def _start_text_turn(self, text: str, now: float) -> None:
-        """Interactive text: no USER transcript (that block is the transcript of speech), a reply that echoes it."""
+        """Interactive text: no USER transcript (that block is the transcript of speech), a reply that echoes it.
+
+        Text while a tool call waits for its result is an instruction to fill the wait (the 2.5 prompting
+        guide's nudge): a short reply says it is still working; the call stays open."""
+        if self.awaiting_tool is not None and self._tool_turn is not None:
+            self._filling = True
+            self._schedule_reply(now + self._thinking(TurnPlan()), self._spell(STILL_WORKING), STILL_WORKING,
+                                 TurnPlan())
+            return
         self.turn = self._next_turn()
         words = text if len(text) <= TYPED_ECHO_CHARS else text[:TYPED_ECHO_CHARS] + "..."
         plan = looking.with_look(self.sc.plan(self.turn), text, self.look_tool)
@@ -418,14 +444,20 @@ class FakeSonic:
             text = looking.spoken_result(result)
             self._schedule_reply(now + self._thinking(TurnPlan()), speech.say(text[:240], self.input_rate), text, plan)
             return
-        self._schedule_reply(now + self._thinking(TurnPlan()), audio, f"The tool said: {result}", plan)
+        follow = self._filling and bool(self._script)  # a filler still plays: the answer comes after it
+        self._filling = False
+        self._schedule_reply(now + self._thinking(TurnPlan()), audio, f"The tool said: {result}", plan,
+                             after_current=follow)
 
     def _thinking(self, plan: TurnPlan) -> float:
         lo, hi = self.sc.thinking_ms
         extra = 3.0 if plan.fault == "slow" else 0.0
         return self.sc.scaled(self.rng.uniform(lo, hi) / 1000 + extra)
 
-    def _schedule_reply(self, start: float, audio: npt.NDArray[np.float32], text: str, plan: TurnPlan) -> None:
+    def _schedule_reply(self, start: float, audio: npt.NDArray[np.float32], text: str, plan: TurnPlan, *,
+                        after_current: bool = False) -> None:
+        if self.sc.reply_names_context:
+            text = f"{text} {self._context()}"
         out = soxr.resample(audio, self.input_rate, self.output_rate) if self.input_rate != self.output_rate else audio
         pcm = (np.clip(out, -1, 1) * 32767).astype("<i2").tobytes()
         chunk = max(2, int(self.output_rate * self.sc.audio_chunk_ms / 1000) * 2)
@@ -488,8 +520,21 @@ class FakeSonic:
                 *self._block_script("TEXT", "ASSISTANT", "FINAL", text, "END_TURN"),
                 (0.0, self._usage(speech_tokens, len(text) // 4)),
             ]
+        if after_current and self._script:
+            script[0] = (self.sc.scaled(0.2), script[0][1])  # a short pause after the reply that plays
+            self._script.extend(script)
+            return
         self._script = collections.deque(script)
         self._script_due = start
+
+    def _context(self) -> str:
+        last_user = next((text for role, text in reversed(self.history_texts) if role == "USER"), "")
+        tools = ",".join(sorted(self.tools)) or "none"
+        return (
+            f"[voice {self.voice}, turn sensitivity {self.sensitivity}, tools {tools}, "
+            f"tool choice {self.tool_choice}, temperature {self.temperature}, {len(self.history_texts)} history "
+            f"messages, last user {last_user[:80]!r}, system prompt {self.system_text[:80]!r}]"
+        )
 
     def _barge_in(self, now: float) -> None:
         """User voice during reply audio: end the AUDIO block, send the interrupted marker, listen on."""

@@ -54,6 +54,9 @@ class Scenario:
     speed: float = 4.0  # reply audio is sent this many times faster than real time
     turns: tuple[TurnPlan, ...] = ()  # plans for turns 1, 2, ...; later turns answer plainly
     looks: tuple[LookPlan, ...] = ()  # plans for the fake Converse's requests 1, 2, ...; later ones answer
+    # Every reply ends by naming what its stream was started with (voice, turn sensitivity, tools, tool choice,
+    # temperature, system prompt, history): tests of live setting changes and replays hear them.
+    reply_names_context: bool = False
 
     def __post_init__(self) -> None:
         if self.time_scale <= 0:
