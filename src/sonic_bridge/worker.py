@@ -33,6 +33,7 @@ from sonic_bridge.ring import Doorbell, SharedRing
 log = logging.getLogger("sonic_bridge.worker")
 HEARTBEAT_SECONDS = 0.1
 ACCOUNT_SECONDS = 1.0
+AUDIO_TICK_SECONDS = 0.02  # user audio waits at most this long in the ring (the host does not ring for it)
 FD_NAMES = ("in-ring", "in-bell", "out-ring", "out-bell", "life", "config")
 OPTIONAL_FD_NAMES = ("video-slot",)  # the latest camera frame, only when vision is enabled
 SDK_MODULES = (
@@ -109,6 +110,10 @@ def _lower_priority() -> None:
     # preempting it on a shared core (docs/ipc-measurements.md, "wakeup preemption").
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    # SCHED_BATCH only orders threads within one autogroup, and the worker's own session (setsid) is an
+    # autogroup of its own, competing with the host's as an equal. Its lowest weight keeps it behind the host.
+    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as autogroup:
+        autogroup.write("19")
 
 
 async def _set_up(config: BridgeConfig, outbox: Outbox, status: SharedRing) -> object | None:
@@ -249,7 +254,10 @@ async def serve(config: BridgeConfig, inbound: SharedRing, in_bell: Doorbell, ou
                     continue
                 if isinstance(command, msg.AudioIn | msg.TextIn | msg.ToolResultIn | msg.CloseIn | msg.SettingsIn):
                     runner.handle(command)
-            await wake.wait()
+            # Audio is not rung for (the host saves a syscall per frame): it is read on this tick, in batches;
+            # commands (text, tool results, close) ring the doorbell and are read at once.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), AUDIO_TICK_SECONDS)
 
     reading = asyncio.create_task(read_commands(), name="command reader")
     run = asyncio.create_task(runner.run(), name="session")
