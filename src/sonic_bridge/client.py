@@ -840,7 +840,7 @@ def _start_failure(python: str, code: int, tail: str) -> tuple[str, str]:
 _NATIVE_F32 = np.dtype(np.float32)
 _NATIVE_I16 = np.dtype(np.int16)
 _LITTLE = np.little_endian
-_sum = np.add.reduce  # the ufunc itself: ndarray.sum() adds a Python-level wrapper to every call
+_sum: Any = np.add.reduce  # the ufunc itself: ndarray.sum() adds a Python-level wrapper to every call
 
 
 def _frame_bytes(samples: Any, sample_rate: int) -> tuple[bytes, ev.SampleFormat]:
@@ -863,7 +863,7 @@ def _frame_bytes(samples: Any, sample_rate: int) -> tuple[bytes, ev.SampleFormat
         fmt = ev.SampleFormat.FLOAT32 if dtype is _NATIVE_F32 else ev.SampleFormat.INT16
         # A NaN or an infinity makes the sum non-finite; a non-finite sum of finite values (overflow) is
         # told apart by the exact check, which then runs only for such rare frames.
-        if fmt is ev.SampleFormat.FLOAT32 and count and not math.isfinite(_sum(samples, None)) and not bool(
+        if fmt is ev.SampleFormat.FLOAT32 and count and not math.isfinite(_sum(samples, axis=None)) and not bool(
                 np.isfinite(samples).all()):
             raise ValueError("audio contains NaN or infinite values")
         pcm = samples.tobytes()  # C order whatever the strides: one copy
