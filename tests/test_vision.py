@@ -64,7 +64,7 @@ def test_vision_survives_the_json_trip_to_the_worker() -> None:
 
 def test_the_look_tool_cannot_share_a_name_with_a_host_tool() -> None:
     tool = Tool("look_at_camera", "mine", {"type": "object"})
-    with pytest.raises(ValueError, match="vision.tool_name 'look_at_camera' is also the name of a session tool"):
+    with pytest.raises(ValueError, match=r"vision\.tool_name 'look_at_camera' is also the name of a session tool"):
         BridgeConfig(session=SessionSettings(tools=(tool,)), vision=VisionSettings(enabled=True))
     BridgeConfig(session=SessionSettings(tools=(tool,)), vision=VisionSettings(enabled=False))  # off: no clash
 
@@ -75,7 +75,8 @@ def test_the_session_gets_the_look_tool_and_its_instructions_next_to_host_tools(
                                 VisionSettings(enabled=True, tool_name="peek"))
     assert [t.name for t in session.tools] == ["get_weather", "peek"]
     assert session.tools[1].input_schema["required"] == ["question"]
-    assert session.system_prompt.startswith("Be brief.\n\n") and "call peek with their question" in session.system_prompt
+    prompt = session.system_prompt
+    assert prompt.startswith("Be brief.\n\n") and "call peek with their question" in prompt
 
 
 # ------------------------------------------------------------------ sampler and window
@@ -179,7 +180,8 @@ def test_a_failed_look_tells_the_model_the_camera_is_unavailable_and_warns_the_h
         slot.close()
     content = json.loads(result.content)
     assert content["camera"] == "unavailable" and reason in content["reason"]
-    assert result.warning is not None and result.warning.code == "vision_unavailable" and reason in result.warning.message
+    assert result.warning is not None and result.warning.code == "vision_unavailable"
+    assert reason in result.warning.message
     assert result.event.question == "What do you see?" and reason in result.event.error and not result.event.answer
 
 

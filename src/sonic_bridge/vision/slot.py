@@ -37,6 +37,7 @@ _SEQ, _CAPACITY, _NUMBER, _HEIGHT, _WIDTH, _FORMAT, _CAPTURED = range(7)
 _HEADER = 64
 FORMATS = ("rgb24", "bgr24")
 READ_ATTEMPTS = 4
+_UINT8 = np.dtype(np.uint8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,14 +178,18 @@ def frame_pixels(frame: Any, limit: int) -> npt.NDArray[np.uint8]:
     if not isinstance(frame, np.ndarray):
         raise TypeError(f"a video frame must be a numpy uint8 array shaped [H, W, 3] or [1, H, W, 3], got "
                         f"{type(frame).__name__}")
-    if frame.dtype != np.uint8:
-        raise TypeError(f"a video frame must be uint8 (0..255 per channel), got {frame.dtype}")
+    dtype = frame.dtype
+    if dtype is not _UINT8 and dtype != _UINT8:
+        raise TypeError(f"a video frame must be uint8 (0..255 per channel), got {dtype}")
     shape = frame.shape
-    if frame.ndim == 4 and shape[0] == 1:
+    if len(shape) == 4 and shape[0] == 1:
         frame = frame[0]
-    if frame.ndim != 3 or frame.shape[2] != 3:
+        dims = shape[1:]
+    else:
+        dims = shape
+    if len(dims) != 3 or dims[2] != 3:
         raise ValueError(f"a video frame must be shaped [H, W, 3] or [1, H, W, 3] (3 colour channels), got {shape}")
-    height, width = int(frame.shape[0]), int(frame.shape[1])
+    height, width = dims[0], dims[1]
     if height < 1 or width < 1:
         raise ValueError(f"a video frame must have at least one pixel, got shape {shape}")
     if height * width * 3 > limit:
