@@ -315,3 +315,83 @@ def test_a_later_session_starts_from_a_prestarted_worker(oac: Any, monkeypatch: 
     finally:
         engine.handler.destroy_context(context)
     assert BridgeState.READY in context.states and took < 0.5, f"{took:.3f} s to READY"
+
+
+def test_camera_video_frames_are_seen_when_the_user_asks(oac: Any, monkeypatch: pytest.MonkeyPatch,
+                                                         tmp_path: Path) -> None:
+    """enable_video_input: CAMERA_VIDEO ([1, H, W, 3] BGR, 30 fps, its own thread) reaches the look tool; a
+    spoken "what do you see?" is answered from the frames, as the avatar's voice and text."""
+    import threading
+
+    from chat_engine.data_models.chat_data.chat_data_model import ChatData
+    from chat_engine.data_models.chat_data_type import ChatDataType
+    from chat_engine.data_models.runtime_data.data_bundle import (
+        DataBundle,
+        DataBundleDefinition,
+        DataBundleEntry,
+        VariableSize,
+    )
+
+    from sonic_bridge.fake import speech
+
+    pytest.importorskip("PIL")
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps({"seed": 2, "thinking_ms": [200, 200]}))
+    engine = Engine(oac, {"backend": "fake", "turn_sensitivity": "HIGH", "fake_scenario": str(scenario),
+                          "enable_video_input": True, "video_frame_interval_ms": 250}, "stream", monkeypatch)
+    assert ChatDataType.CAMERA_VIDEO in engine.detail.inputs
+    definition = DataBundleDefinition()
+    definition.add_entry(DataBundleEntry.create_framed_entry(
+        "camera_video", [VariableSize(), VariableSize(), VariableSize(), 3], 0, 30))
+    red_bgr = np.zeros((1, 480, 640, 3), np.uint8)
+    red_bgr[..., 2] = 255  # OpenAvatarChat's frames are BGR: this is red
+    stop = threading.Event()
+    worst_frame_ms = [0.0]
+
+    def camera() -> None:
+        while not stop.is_set():
+            bundle = DataBundle(definition)
+            bundle.set_main_data(red_bgr)
+            t0 = time.perf_counter()
+            engine.handler.handle(engine.context, ChatData(type=ChatDataType.CAMERA_VIDEO, data=bundle), {})
+            worst_frame_ms[0] = max(worst_frame_ms[0], (time.perf_counter() - t0) * 1000)
+            time.sleep(1 / 30)
+
+    thread = threading.Thread(target=camera)
+    thread.start()
+    ctx = engine.context
+    try:
+        engine.mic(np.zeros(16000, np.float32))  # a second of camera before the question
+        engine.mic(np.concatenate([speech.say("what do you see?"), np.zeros(16000 * 3, np.float32)]))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (ctx.looks and any(
+                d.data.get_meta("avatar_speech_end") for d, _, at in engine.submitted
+                if d.type.name == "AVATAR_AUDIO" and at > 0)):
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join()
+        engine.handler.destroy_context(ctx)
+    (look,) = ctx.looks
+    assert look.question == "what do you see?" and not look.error
+    assert look.answer.startswith("I see 4 images.") or look.answer.startswith("I see 5 images.")
+    assert look.answer.count("640x480, mostly red") == len(look.frame_ages)  # BGR taken as BGR
+    assert [d.data.get_main_data() for d, _ in engine.of("HUMAN_TEXT")][:1] == ["what do you see?"]
+    assert look.answer in "".join(d.data.get_main_data() for d, _ in engine.of("AVATAR_TEXT"))  # whole or in pieces
+    assert any(d.data.get_meta("avatar_speech_end") for d, _ in engine.of("AVATAR_AUDIO"))
+    assert worst_frame_ms[0] < 30 and not ctx.errors and ctx.bad_frames == 0
+    stats = ctx.bridge.stats()
+    assert stats.video_frames_in > 60 and 0 < stats.video_frames_kept < stats.video_frames_in / 4
+
+
+def test_the_camera_yaml_example_is_a_valid_configuration(oac: Any) -> None:
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "examples/openavatarchat_handler/config/chat_with_nova_sonic_camera.yaml").read_text())
+    handler = raw["default"]["chat_engine"]["handler_configs"]["NovaSonic"]
+    (cls,) = concrete_handlers(oac)
+    config = cls().get_handler_info().config_model.model_validate(handler)
+    vision = config.bridge_config().vision
+    assert vision.enabled and vision.frame_interval_s == 1.0 and vision.frames_for_look == 5
+    with pytest.raises(ValueError, match="video_frame_interval_ms"):
+        cls().get_handler_info().config_model.model_validate({**handler, "video_frame_interval_ms": 100})

@@ -13,6 +13,10 @@ bridge's own calls are thread-safe too). Nothing here blocks the engine: create/
 handle never waits, destroy finishes within 2 s. When the session ends (closed, or failed for good) the
 output thread reports why once and stops, and further input is dropped quietly.
 Logging goes to loguru when it is installed (OpenAvatarChat's logger), levels kept.
+
+Camera (``enable_video_input: true``): CAMERA_VIDEO frames go to ``SonicBridge.push_video`` from ``handle``
+(microseconds for the frames the bridge does not keep: one per ``video_frame_interval_ms``), and Nova Sonic
+gets the built-in look tool, answered by a multimodal Nova (``vision_model_id``) from the latest frames.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from pydantic import BaseModel, Field
 import sonic_bridge as sb
 from sonic_bridge.logs import route_to_loguru
 from sonic_bridge.models import model_info
+from sonic_bridge.vision.settings import VisionSettings
 
 log = logging.getLogger("sonic_bridge.openavatarchat")
 OUTPUT_RATE = 24000
@@ -68,6 +73,12 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
     # Pre-started workers, so a visitor's session is ready at once: None keeps as many as the engine's
     # concurrent_limit (at most MAX_PRESTARTED), 0 starts every session cold.
     prestart_workers: int | None = Field(default=None, ge=0, le=64)
+    # The camera: CAMERA_VIDEO in, the look tool for Nova Sonic (names as OpenAvatarChat's qwen_omni handler).
+    enable_video_input: bool = Field(default=False)
+    video_frame_interval_ms: int = Field(default=1000, ge=250, le=60000)
+    vision_model_id: str = Field(default="us.amazon.nova-2-lite-v1:0")
+    vision_max_side: int = Field(default=640, ge=64, le=8000)
+    vision_window: int = Field(default=20, ge=1, le=200)
 
     def bridge_config(self) -> sb.BridgeConfig:
         session = sb.SessionSettings(
@@ -79,7 +90,11 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
                                ca_file=self.ca_file, profile=self.profile, worker_python=self.worker_python,
                                output_sample_rate=OUTPUT_RATE, output_format=sb.SampleFormat.FLOAT32,
                                renew_after=self.renew_after_seconds,
-                               fake=sb.FakeOptions(scenario=self.fake_scenario))
+                               fake=sb.FakeOptions(scenario=self.fake_scenario),
+                               vision=VisionSettings(enabled=self.enable_video_input,
+                                                     frame_interval_s=self.video_frame_interval_ms / 1000,
+                                                     model_id=self.vision_model_id, max_side=self.vision_max_side,
+                                                     window=self.vision_window))
 
 
 class NovaSonicContext(HandlerContext):
@@ -99,8 +114,10 @@ class NovaSonicContext(HandlerContext):
         self.filled_until = 0.0  # monotonic time up to which silence was pushed
         self.dropped_closed = 0  # input chunks that arrived after the session ended
         self.input_rate = 16000
+        self.bad_frames = 0  # CAMERA_VIDEO frames the bridge refused (logged once, then every 1000th)
         self.tool_handler: Any = None
         self.errors: list[sb.Error] = []
+        self.looks: list[sb.Look] = []
         self.states: list[sb.BridgeState] = []
 
 
@@ -140,8 +157,11 @@ class HandlerNovaSonic(HandlerBase):
         human_text = DataBundleDefinition()
         human_text.add_entry(DataBundleEntry.create_text_entry("human_text"))
         source = ChatDataType[self.config.input_mode]
+        inputs = {source: HandlerDataInfo(type=source)}
+        if self.config.enable_video_input:
+            inputs[ChatDataType.CAMERA_VIDEO] = HandlerDataInfo(type=ChatDataType.CAMERA_VIDEO)
         return HandlerDetail(
-            inputs={source: HandlerDataInfo(type=source)},
+            inputs=inputs,
             outputs={ChatDataType.AVATAR_AUDIO: HandlerDataInfo(type=ChatDataType.AVATAR_AUDIO, definition=audio),
                      ChatDataType.AVATAR_TEXT: HandlerDataInfo(type=ChatDataType.AVATAR_TEXT, definition=avatar_text),
                      ChatDataType.HUMAN_TEXT: HandlerDataInfo(type=ChatDataType.HUMAN_TEXT, definition=human_text)})
@@ -179,6 +199,9 @@ class HandlerNovaSonic(HandlerBase):
         if bridge is None or bridge.closed:  # the session ended (its reason was logged once): drop quietly
             ctx.dropped_closed += 1
             return
+        if inputs.type == ChatDataType.CAMERA_VIDEO:
+            self._camera(ctx, bridge, inputs)
+            return
         try:
             if inputs.type not in (ChatDataType.MIC_AUDIO, ChatDataType.HUMAN_AUDIO) or inputs.data is None:
                 return
@@ -196,6 +219,21 @@ class HandlerNovaSonic(HandlerBase):
                                         or getattr(inputs, "is_last_data", False))
         except Exception:  # the classic engine would silently lose its pump thread
             log.exception("Nova Sonic handler: could not take an input chunk (session %s)", ctx.session_id)
+
+    def _camera(self, ctx: NovaSonicContext, bridge: sb.SonicBridge, inputs: Any) -> None:
+        """One CAMERA_VIDEO frame ([1, H, W, 3] uint8 BGR at up to 30 fps): the bridge keeps one per interval.
+        Not under the input lock: a frame never delays the audio."""
+        if not (ctx.config and ctx.config.enable_video_input) or inputs.data is None:
+            return
+        try:
+            frame = inputs.data.get_main_data()
+            if frame is not None:
+                bridge.push_video(frame, pixel_format="bgr24")
+        except Exception:
+            ctx.bad_frames += 1
+            if ctx.bad_frames == 1 or ctx.bad_frames % 1000 == 0:  # 30 frames a second must not flood the log
+                log.exception("Nova Sonic handler: could not take camera frame %d (session %s)", ctx.bad_frames,
+                              ctx.session_id)
 
     # ----------------------------------------------------------------- output thread
     def _output_loop(self, ctx: NovaSonicContext) -> None:
@@ -269,6 +307,12 @@ class HandlerNovaSonic(HandlerBase):
         elif isinstance(event, sb.StateChanged):
             ctx.states.append(event.state)
             log.info("Nova Sonic session %s: %s", ctx.session_id, event.state.value)
+        elif isinstance(event, sb.Look):
+            ctx.looks.append(event)
+            log.info("Nova Sonic session %s looked (%d frames, %.2f s): %s", ctx.session_id, len(event.frame_ages),
+                     event.latency, event.answer or event.error)
+        elif isinstance(event, sb.Warning):
+            log.warning("Nova Sonic %s: %s", event.code, event.message)
         elif isinstance(event, sb.Error):
             ctx.errors.append(event)
             (log.warning if event.recoverable else log.error)("Nova Sonic %s: %s", event.code, event.message)

@@ -26,6 +26,11 @@ class DataBundleEntry:
     def create_text_entry(cls, name: str) -> DataBundleEntry:
         return cls(name, [VariableSize()], -1, None, "text")
 
+    @classmethod
+    def create_framed_entry(cls, name: str, shape: list[Any], time_axis: int, sample_rate: int) -> DataBundleEntry:
+        """Video, as the RTC client declares CAMERA_VIDEO: [VariableSize x 3, 3], time axis 0, 30 fps."""
+        return cls(name, shape, time_axis, sample_rate, "video")
+
 
 class DataBundleDefinition:
     def __init__(self) -> None:
@@ -67,6 +72,10 @@ class DataBundle:
             # The engine's rule: audio must be 2-D [channels, N > 0] (dtype is not checked).
             if not isinstance(value, np.ndarray) or value.ndim != 2 or value.shape[0] != entry.shape[0] \
                     or value.shape[1] == 0:
+                raise RuntimeError(f"Dimension mismatch for {name}: {getattr(value, 'shape', None)}")
+        elif entry.kind == "video":
+            # Framed data keeps the declared number of dimensions (CAMERA_VIDEO: [1, H, W, 3]).
+            if not isinstance(value, np.ndarray) or value.ndim != len(entry.shape):
                 raise RuntimeError(f"Dimension mismatch for {name}: {getattr(value, 'shape', None)}")
         elif not isinstance(value, str):
             raise RuntimeError(f"text entry {name} needs a str")
