@@ -49,6 +49,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sonic_bridge.demo import default_script, format_table, load_input, run_demo, stderr_progress
 
     config = _bridge_config(args)
+    if args.camera:
+        return _camera_demo(args, config)
     rate = 16000
     utterance = None
     if args.input:
@@ -68,6 +70,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sys.stderr.write("sonic-bridge: error: not every turn was answered\n")
         return 1
     return 0
+
+
+def _camera_demo(args: argparse.Namespace, config: BridgeConfig) -> int:
+    import dataclasses
+
+    from sonic_bridge.camera_demo import QUESTION, run_camera_demo
+    from sonic_bridge.demo import load_input, stderr_progress
+    from sonic_bridge.vision.settings import VisionSettings
+
+    config = dataclasses.replace(config, vision=VisionSettings(enabled=True, model_id=args.vision_model))
+    recording = None
+    if args.input:
+        audio, rate = load_input(Path(args.input))
+        if rate != 16000:
+            import soxr
+
+            audio = soxr.resample(audio, rate, 16000).astype("float32")
+        recording = audio
+    out = Path(args.output_dir)
+    stderr_progress(f"demo --camera: {config.backend} backend, camera {args.camera}, vision model "
+                    f"{config.vision.model_id}; writing to {out}/")
+    look = run_camera_demo(config, args.camera, out, recording, progress=stderr_progress)
+    if look is None:
+        sys.stderr.write("sonic-bridge: error: the avatar never looked (see the transcript)\n")
+        return 1
+    print(f"Q: {look.question or QUESTION}\nA: {look.answer or 'camera unavailable: ' + look.error}")
+    print(f"\nlook: {out / 'look.json'}   transcript: {out / 'transcript.txt'}   camera: {out}/camera.png")
+    return 0 if look.answer else 1
 
 
 def _open_failures() -> dict[str, FakeError]:
@@ -237,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     _add_session_options(demo)
     demo.add_argument("--input", help="WAV file to speak (any rate or width); default: a synthesized voice")
     demo.add_argument("--output-dir", default="demo-output", help="where reply.wav, transcript.txt go")
+    demo.add_argument("--camera", nargs="?", const="synthetic", metavar="IMAGE",
+                      help="show the avatar a camera (synthetic coloured frames, or an image/animated GIF file) "
+                      "and ask what it sees; prints and saves the answer (look.json)")
+    demo.add_argument("--vision-model", default="us.amazon.nova-2-lite-v1:0", help="with --camera: the Converse "
+                      "model that looks (us.amazon.nova-pro-v1:0, us.amazon.nova-lite-v1:0, ...)")
     demo.set_defaults(func=cmd_demo)
     doctor = sub.add_parser("doctor", help="check interpreters, SDK, credentials, model access and a round trip")
     _add_session_options(doctor)
