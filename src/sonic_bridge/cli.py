@@ -213,6 +213,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     config = _bridge_config(args)
     if args.via_sdk:
         config = BridgeConfig.from_json({**config.to_json(), "fake": {**config.to_json()["fake"], "via_sdk": True}})
+    if args.vision:
+        import dataclasses
+
+        from sonic_bridge.vision.settings import VisionSettings
+
+        config = dataclasses.replace(config, vision=VisionSettings(enabled=True, model_id=args.vision))
 
     def report(check: Check) -> None:
         mark = "ok     " if check.ok else "PROBLEM"
@@ -276,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     doctor = sub.add_parser("doctor", help="check interpreters, SDK, credentials, model access and a round trip")
     _add_session_options(doctor)
     doctor.add_argument("--via-sdk", action="store_true", help="with the fake backend: go through the real SDK")
+    doctor.add_argument("--vision", nargs="?", const="us.amazon.nova-2-lite-v1:0", metavar="MODEL",
+                        help="also check access to the camera's vision model (default us.amazon.nova-2-lite-v1:0)")
     doctor.set_defaults(func=cmd_doctor)
     bench = sub.add_parser("bench", help="transports, bridge overhead, worker cost and scale, side by side")
     bench.add_argument("--quick", action="store_true", help="a short run (about a minute)")

@@ -90,7 +90,37 @@ def run_checks(config: BridgeConfig, report: Callable[[Check], None], round_trip
     if not all(c.ok for c in checks):
         return False
     add(round_trip(config, round_trip_timeout))
+    if config.vision.enabled:
+        add(vision_access(config, round_trip_timeout))
     return all(c.ok for c in checks)
+
+
+def vision_access(config: BridgeConfig, timeout: float) -> Check:
+    """One Converse request to the vision model from the worker's interpreter, credentials and endpoint."""
+    import json
+    import subprocess
+
+    from sonic_bridge.vision.converse import ACCESS_FIX
+
+    python = config.python
+    name = f"vision model {config.vision.model_id}"
+    try:
+        done = subprocess.run([python, "-P", "-m", "sonic_bridge.vision.probe"], input=config.dumps(),
+                              capture_output=True, text=True, timeout=timeout + 30, check=False,
+                              env=launch.worker_environment(python, config.worker_env))
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+        return Check(name, False, f"the probe on {python} failed: {exc}",
+                     "run `sonic-bridge worker-env` again (the worker needs Pillow for the camera)")
+    if result.get("ok"):
+        return Check(name, True, f"answered in {result['seconds']:.2f} s: {str(result['answer'])[:80]!r}")
+    kind = result.get("kind", "")
+    fix = ACCESS_FIX if kind == "AccessDeniedException" else (
+        "check vision.model_id and region (Nova 2 Lite is reached through a cross-Region id: us., eu. or global.)"
+        if kind in ("ValidationException", "ResourceNotFoundException") else
+        "install the worker's vision dependency: `sonic-bridge worker-env` (Pillow)" if kind in (
+            "ImportError", "ModuleNotFoundError") else "see the message")
+    return Check(name, False, f"{kind}: {result.get('problem', '')}", fix)
 
 
 def round_trip(config: BridgeConfig, timeout: float) -> Check:
