@@ -68,3 +68,12 @@ def busy_cores(count: int = 1) -> Iterator[list[int]]:
     finally:
         for hog in hogs:
             end_process(hog)
+
+
+def process_alive(pid: int) -> bool:
+    """Alive and not a zombie (an orphaned worker stays a zombie until init reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False

@@ -12,7 +12,7 @@ import pytest
 from sonic_bridge import BridgeClosed, BridgeConfig, SonicBridge
 from sonic_bridge import events as ev
 from sonic_bridge.settings import SessionSettings
-from tests.helpers import has_state, run_until
+from tests.helpers import has_state, process_alive, run_until
 
 
 def loopback(**kw: object) -> SonicBridge:
@@ -202,7 +202,7 @@ def test_worker_exits_by_itself_when_the_host_dies() -> None:
         host.wait()
         t0 = time.monotonic()
         while time.monotonic() - t0 < 3:
-            if not _running(worker_pid):
+            if not process_alive(worker_pid):
                 break
             time.sleep(0.02)
         gone_after = time.monotonic() - t0
@@ -214,14 +214,6 @@ def test_worker_exits_by_itself_when_the_host_dies() -> None:
         if host.stdout:
             host.stdout.close()
 
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (an orphaned worker stays a zombie until init reaps it)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False
 
 
 def test_worker_logs_reach_the_host_logging(caplog: pytest.LogCaptureFixture) -> None:

@@ -15,7 +15,7 @@ from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge
 from sonic_bridge import events as ev
 from sonic_bridge.backends.loopback import FAIL_PREFIX
 from sonic_bridge.pool import WorkerPool
-from tests.helpers import end_process, run_until
+from tests.helpers import end_process, process_alive, run_until
 
 
 def wait_for(condition: object, timeout: float = 20.0) -> None:
@@ -116,14 +116,7 @@ def test_idle_workers_end_with_their_host() -> None:
         assert len(pids) == 3
         os.kill(host.pid, signal.SIGKILL)
         host.wait()
-        wait_for(lambda: not [p for p in pids if _alive(p)], timeout=5)
+        wait_for(lambda: not [p for p in pids if process_alive(p)], timeout=5)
     finally:
         end_process(host)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False

@@ -16,7 +16,7 @@ import pytest
 from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge
 from sonic_bridge import events as ev
 from sonic_bridge.demo import synth_utterance
-from tests.helpers import end_process
+from tests.helpers import end_process, process_alive
 
 pytestmark = pytest.mark.slow
 CYCLE = 0.02
@@ -137,17 +137,10 @@ def test_a_killed_host_takes_its_workers_and_their_resources_with_it() -> None:
         os.kill(host.pid, signal.SIGKILL)
         host.wait()
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(_alive(p) for p in workers):
+        while time.monotonic() < deadline and any(process_alive(p) for p in workers):
             time.sleep(0.05)
-        assert not [p for p in workers if _alive(p)], "a worker outlived its host"
+        assert not [p for p in workers if process_alive(p)], "a worker outlived its host"
     finally:
         end_process(host)
     assert leftovers() <= before
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except FileNotFoundError:
-        return False

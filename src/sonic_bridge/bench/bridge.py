@@ -168,22 +168,35 @@ def worker_cost(seconds: float) -> list[dict[str, Any]]:
     from sonic_bridge.fake.server import FakeSonicServer  # noqa: F401 - fails early without the fake extra
 
     results = []
+    with fake_credentials():
+        for door in SDK_DOORS:
+            with contextlib.ExitStack() as stack:
+                results.append({"door": door, **_stream_and_sample(door_config(door, stack), seconds)})
+    return results
+
+
+SDK_DOORS = ("sdk_in_process", "sdk_tls_server")
+
+
+@contextlib.contextmanager
+def fake_credentials() -> Any:
+    """Credentials for the fakes (they check signatures, not accounts), restored afterwards."""
     env_backup = dict(os.environ)
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIDFAKE")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "secret")
     try:
-        for door in ("sdk_in_process", "sdk_tls_server"):
-            with contextlib.ExitStack() as stack:
-                if door == "sdk_in_process":
-                    config = BridgeConfig(session=SETTINGS, fake=FakeOptions(via_sdk=True))
-                else:
-                    server = stack.enter_context(_server())
-                    config = BridgeConfig(session=SETTINGS, backend="aws", endpoint=server[0], ca_file=server[1])
-                results.append({"door": door, **_stream_and_sample(config, seconds)})
+        yield
     finally:
         os.environ.clear()
         os.environ.update(env_backup)
-    return results
+
+
+def door_config(door: str, stack: contextlib.ExitStack) -> BridgeConfig:
+    """The fake Sonic through the real SDK: in process, or over TLS (a fake server the stack ends)."""
+    if door == "sdk_in_process":
+        return BridgeConfig(session=SETTINGS, fake=FakeOptions(via_sdk=True))
+    url, ca = stack.enter_context(_server())
+    return BridgeConfig(session=SETTINGS, backend="aws", endpoint=url, ca_file=ca)
 
 
 @contextlib.contextmanager

@@ -4,15 +4,15 @@ through the real SDK (in-process door and the TLS fake server)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from typing import Any
 
 import numpy as np
 
 from sonic_bridge import events as ev
+from sonic_bridge.bench.bridge import SDK_DOORS, door_config, fake_credentials
 from sonic_bridge.client import SonicBridge
-from sonic_bridge.config import BridgeConfig, FakeOptions
+from sonic_bridge.config import BridgeConfig
 from sonic_bridge.pool import WorkerPool
 from sonic_bridge.settings import SessionSettings
 
@@ -50,20 +50,12 @@ def _stats(values: list[float | None]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(array, 50)), "max_ms": float(np.max(array)), "n": float(len(array))}
 
 
-def measure(runs: int, server: Any) -> list[dict[str, Any]]:
-    """``server``: a context manager yielding (url, ca) of a TLS fake server (bench.bridge._server)."""
+def measure(runs: int) -> list[dict[str, Any]]:
     results = []
-    env_backup = dict(os.environ)
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIDFAKE")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "secret")
-    try:
-        for door in ("sdk_in_process", "sdk_tls_server"):
+    with fake_credentials():
+        for door in SDK_DOORS:
             with contextlib.ExitStack() as stack:
-                if door == "sdk_in_process":
-                    config = BridgeConfig(session=SETTINGS, fake=FakeOptions(via_sdk=True))
-                else:
-                    url, ca = stack.enter_context(server())
-                    config = BridgeConfig(session=SETTINGS, backend="aws", endpoint=url, ca_file=ca)
+                config = door_config(door, stack)
                 for mode in ("cold", "pre-started"):
                     pool = stack.enter_context(WorkerPool(config, size=1)) if mode == "pre-started" else None
                     ready: list[float | None] = []
@@ -76,7 +68,4 @@ def measure(runs: int, server: Any) -> list[dict[str, Any]]:
                         reply.append(f)
                     results.append({"door": door, "start": mode, "start_to_ready": _stats(ready),
                                     "start_to_first_reply": _stats(reply)})
-    finally:
-        os.environ.clear()
-        os.environ.update(env_backup)
     return results
