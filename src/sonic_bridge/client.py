@@ -42,6 +42,7 @@ from sonic_bridge.pool import PooledWorker, WorkerPool
 from sonic_bridge.protocol import tool_result_text
 from sonic_bridge.ring import Doorbell, SharedRing
 from sonic_bridge.settings import Inference, Tool
+from sonic_bridge.supervise import Supervisor
 from sonic_bridge.vision.sampler import KeepEvery
 from sonic_bridge.vision.slot import FORMATS as VIDEO_FORMATS
 from sonic_bridge.vision.slot import FrameSlot, frame_pixels
@@ -85,6 +86,9 @@ class BridgeStats:
     worker_version: str = ""
     worker_python: str = ""
     latency_us: dict[str, float] = field(default_factory=dict)
+    worker_rss_bytes: int = 0  # the worker's resident memory, read from /proc at most once a second
+    worker_cpu_seconds: float = 0.0  # its CPU time (user + system) so far
+    worker_cpu_percent: float = 0.0  # of one core, over the last second or so
     video_frames_in: int = 0  # push_video calls that were accepted
     video_frames_kept: int = 0  # of those, copied into the frame slot (one per vision.frame_interval_s)
     video_frames_dropped: int = 0  # of those, not kept: the sampler had one for that interval already
@@ -207,6 +211,9 @@ class SonicBridge:
         self._rx = threading.RLock()  # consumer side and lifecycle: polls, restarts, close
         self._ux = threading.Lock()  # update_session: one at a time (never held with _rx)
         self._user_spoke = False  # a USER transcript or typed text was seen: a restart does not greet again
+        self._supervisor: Supervisor | None = None  # the worker's RSS and CPU from /proc, and its limits
+        self._supervised_serving = False
+        self._limited = self.config.max_worker_memory_mb is not None or self.config.max_worker_cpu is not None
         self._local: list[ev.Event] = []
         self._stamps: list[int] = []  # worker send time (monotonic ns) of each event in _local
         self._restarts = 0
@@ -678,6 +685,8 @@ class SonicBridge:
         worker = self._worker
         if worker is None:
             return
+        if self._limited and self._supervise(worker):
+            return  # over a limit: replaced (or the bridge gave up)
         ring = self._outbound
         if worker.serving and ring is not None and (time.monotonic_ns() - ring.heartbeat_ns()) < self._fresh_ns:
             return  # it beat moments ago: alive, no waitpid needed (deaths show within _fresh_ns of the last beat)
@@ -702,22 +711,67 @@ class SonicBridge:
         )
         if tail:
             why += f"; its last output: {tail[-400:]}"
+        self._replace_worker(worker, errors.WORKER_DIED, why)
+
+    def _replace_worker(self, worker: _Worker, code: str, why: str) -> None:
+        """End a worker that died or went over a limit; start another with the conversation, or give up."""
         worker.kill()
         worker.release()
         self._worker = None
         if self._restarts < self.config.max_restarts:
             self._restarts += 1
             self._local.append(
-                ev.Error(
-                    errors.WORKER_DIED,
-                    why + f"; restarting ({self._restarts} of {self.config.max_restarts})",
-                    recoverable=True,
-                )
+                ev.Error(code, why + f"; restarting ({self._restarts} of {self.config.max_restarts})", recoverable=True)
             )
             log.warning("%s; restarting", why)
-            self._spawn()
+            self._respawn()
         else:
-            self._fail(errors.RESTART_LIMIT if self.config.max_restarts else errors.WORKER_DIED, why)
+            self._fail(errors.RESTART_LIMIT if self.config.max_restarts else code, why)
+
+    def _respawn(self) -> None:
+        """A new worker with the conversation so far. A spoken turn the old one never answered (the history
+        ends with the user's words) is asked again, as the session manager does after a reconnect."""
+        with self._tx:
+            last = self._history[-1] if self._history else None
+            reask = last if last is not None and last.role is ev.Role.USER and self._model.supports_text_input \
+                else None
+            if reask is not None:
+                self._history.pop()  # the new worker hears it as the turn asked again, not as history
+        try:
+            self._spawn()
+        finally:
+            if reask is not None:
+                with self._tx:
+                    self._history.append(reask)
+        if reask is not None and self._worker is not None:
+            with self._tx:
+                self._write(codec.encode(msg.TextIn(reask.text)))
+
+    def _supervisor_for(self, worker: _Worker) -> Supervisor:
+        sup = self._supervisor
+        if sup is None or sup.pid != worker.pid:
+            c = self.config
+            sup = self._supervisor = Supervisor(worker.pid, memory_mb=c.max_worker_memory_mb, cpu=c.max_worker_cpu,
+                                                cpu_window=c.worker_cpu_window)
+            self._supervised_serving = False
+        return sup
+
+    def _supervise(self, worker: _Worker) -> bool:
+        """Memory and CPU limits (at most one /proc read a second); True when the worker was replaced."""
+        sup = self._supervisor_for(worker)
+        if not worker.serving:
+            return False
+        if not self._supervised_serving:
+            self._supervised_serving = True
+            sup.restart_cpu_window()
+        why = sup.check(time.monotonic())
+        if why is None:
+            return False
+        self._drain_into_local()
+        if self._closed or self._worker is not worker:
+            return True
+        self._replace_worker(worker, errors.WORKER_OVER_LIMIT, why)
+        return True
 
     def _check_liveness(self, worker: _Worker) -> None:
         """While the worker starts, only the start-up timeout applies (imports are slow on a busy machine);
@@ -796,6 +850,12 @@ class SonicBridge:
             s.restarts = self._restarts
             s.inbound_high_water = self._inbound.high_water if self._inbound else s.inbound_high_water
             s.outbound_pending = self._outbound.pending_bytes() if self._outbound else 0
+            worker = self._worker
+            if worker is not None:
+                sup = self._supervisor_for(worker)
+                sup.sample(time.monotonic())  # a no-op unless a second has passed
+                s.worker_rss_bytes, s.worker_cpu_seconds = sup.rss_bytes, sup.cpu_seconds
+                s.worker_cpu_percent = sup.cpu_percent
             if self._latency:
                 values = np.array(self._latency, dtype=np.float64) / 1000.0
                 p50, p99 = np.percentile(values, [50, 99])

@@ -25,9 +25,11 @@ class CodecError(ValueError):
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
-# Hot paths get a fixed header: tag, sample rate, format, seq/len of the id.
+# Hot paths get a fixed header: tag, sample rate, format, seq/len of the id (and for reply audio the length
+# and offset of its caption text).
 _AUDIO_IN = struct.Struct("<BIBq")
-_AUDIO_OUT = struct.Struct("<BIBH")
+_AUDIO_OUT = struct.Struct("<BIBHII")
+AUDIO_OUT_HEADER = _AUDIO_OUT.size
 
 # Field kinds: s=str, b=bytes, i=int64, f=float64, F=tuple of float64, ?=bool, j=JSON object, and enum classes.
 _Kind = str | type[Any]
@@ -62,8 +64,10 @@ def encode(value: ev.Event | msg.Command | msg.LogLine | msg.AudioAccounted) -> 
         )
     if isinstance(value, ev.AudioOut):
         rid = _utf8(value.response_id)
-        head = _AUDIO_OUT.pack(_TAG_AUDIO_OUT, value.sample_rate, _FORMATS.index(value.sample_format), len(rid))
-        return head + rid + value.pcm
+        text = _utf8(value.text) if value.text else b""
+        head = _AUDIO_OUT.pack(_TAG_AUDIO_OUT, value.sample_rate, _FORMATS.index(value.sample_format), len(rid),
+                               len(text), value.text_offset)
+        return head + rid + text + value.pcm
     try:
         tag, kinds = _SCHEMAS[type(value)]
     except KeyError:
@@ -85,17 +89,18 @@ def decode(data: bytes | memoryview) -> ev.Event | msg.Command | msg.LogLine | m
             pcm = bytes(buf[_AUDIO_IN.size :])
             return msg.AudioIn(pcm, rate, _format(fmt, len(pcm)), seq)
         if tag == _TAG_AUDIO_OUT:
-            _, rate, fmt, rid_len = _AUDIO_OUT.unpack_from(buf)
+            _, rate, fmt, rid_len, text_len, text_offset = _AUDIO_OUT.unpack_from(buf)
             start = _AUDIO_OUT.size
-            if start + rid_len > len(buf):
-                raise CodecError("audio message shorter than its response id")
+            if start + rid_len + text_len > len(buf):
+                raise CodecError("audio message shorter than its response id and caption")
             rid = bytes(buf[start : start + rid_len]).decode()
-            pcm = bytes(buf[start + rid_len :])
-            return ev.AudioOut(pcm, rate, _format(fmt, len(pcm)), rid)
+            text = bytes(buf[start + rid_len : start + rid_len + text_len]).decode()
+            pcm = bytes(buf[start + rid_len + text_len :])
+            return ev.AudioOut(pcm, rate, _format(fmt, len(pcm)), rid, text, text_offset)
     except struct.error as exc:
         raise CodecError(f"truncated audio message: {exc}") from None
     except UnicodeDecodeError as exc:
-        raise CodecError(f"response id is not UTF-8: {exc}") from None
+        raise CodecError(f"response id or caption is not UTF-8: {exc}") from None
     if tag not in _BY_TAG:
         raise CodecError(f"unknown message tag {tag}")
     cls, kinds = _BY_TAG[tag]

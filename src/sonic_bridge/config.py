@@ -32,6 +32,11 @@ SECONDS = {
     "renew_force_after": (0.1, 480.0),
 }
 COUNTS = {"max_restarts": (0, 100), "max_reconnects": (0, 100)}
+# Phrased as an instruction and sent only in silence, as the Nova 2.5 prompting guide asks of a filler.
+TOOL_FILLER_TEXT = (
+    "The tool you called is still running. In one short sentence, tell the user you are still working on it. "
+    "Do not call the tool again."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +85,15 @@ class BridgeConfig:
     renew_after: float = 360.0  # proactive renewal before the 8-minute connection limit
     renew_force_after: float = 30.0  # renewal waits this long at most for a turn boundary
     max_reconnects: int = 5
+    # A host tool result that has not come after this many seconds: once per call, when neither the user nor
+    # the model is speaking, the model gets tool_filler_text as typed text (Nova 2 and later). None: off.
+    tool_filler_after: float | None = 2.5
+    tool_filler_text: str = TOOL_FILLER_TEXT
+    # Supervision: a worker over a limit is killed and restarted with the conversation replayed, as after a
+    # crash, and the host gets an Error (code worker_over_limit) naming the limit. None: no limit.
+    max_worker_memory_mb: int | None = None  # resident memory (RSS), sampled at most once a second
+    max_worker_cpu: float | None = None  # CPU cores, averaged over worker_cpu_window once the worker serves
+    worker_cpu_window: float = 30.0
     fake: FakeOptions = field(default_factory=FakeOptions)
     vision: VisionSettings = field(default_factory=VisionSettings)  # camera frames and the look tool
     log_level: str = "INFO"
@@ -123,6 +137,14 @@ class BridgeConfig:
         for name, (low_s, high_s) in SECONDS.items():
             checks.number(name, getattr(self, name), low_s, high_s, " seconds")
         checks.one_of("log_level", self.log_level, LOG_LEVELS)
+        if self.tool_filler_after is not None:
+            checks.number("tool_filler_after", self.tool_filler_after, 0.2, 300.0, " seconds (None: no filler)")
+        checks.text("tool_filler_text", self.tool_filler_text, max_bytes=2000)
+        if self.max_worker_memory_mb is not None:
+            checks.integer("max_worker_memory_mb", self.max_worker_memory_mb, 64, 1 << 20, " MiB (None: no limit)")
+        if self.max_worker_cpu is not None:
+            checks.number("max_worker_cpu", self.max_worker_cpu, 0.05, 1024.0, " cores (None: no limit)")
+        checks.number("worker_cpu_window", self.worker_cpu_window, 1.0, 3600.0, " seconds")
         info = self.session.model
         if self.backend == "aws" and info.match is models.Match.UNRECOGNISED:
             # The service answers such an id only with a ValidationException once the stream opens.

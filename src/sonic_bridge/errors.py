@@ -11,6 +11,7 @@ WORKER_ENVIRONMENT = "worker_environment"  # the worker's interpreter lacks what
 VERSION_MISMATCH = "version_mismatch"  # host and worker run different sonic-bridge versions
 INTERNAL = "internal_error"  # a bug: a worker task failed (the cause is in the message)
 RESTART_LIMIT = "restart_limit"  # the worker died more often than the restart policy allows
+WORKER_OVER_LIMIT = "worker_over_limit"  # the worker went over max_worker_memory_mb or max_worker_cpu: restarted
 NO_CREDENTIALS = "no_credentials"
 ACCESS_DENIED = "access_denied"
 INVALID_MODEL = "invalid_model"

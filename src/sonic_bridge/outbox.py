@@ -28,7 +28,7 @@ WorkerMessage = ev.Event | msg.LogLine | msg.AudioAccounted
 
 BACKLOG_BYTES = 4 << 20  # control events kept for a host that does not poll (a few thousand turns' worth)
 EXIT_FLUSH_SECONDS = 10.0  # the last messages wait this long at most for the host to make room
-_AUDIO_HEADER = 8  # codec's AudioOut header before the response id
+_AUDIO_HEADER = codec.AUDIO_OUT_HEADER  # codec's AudioOut header before the response id and caption
 # The text field that may be cut when a message is too large; other messages are refused whole.
 _CUTTABLE: dict[type[object], str] = {
     ev.Transcript: "text",
@@ -111,6 +111,14 @@ class Outbox:
 
     # ------------------------------------------------------------------ internals
     def _send_audio(self, value: ev.AudioOut) -> bool:
+        budget = self._ring.max_message() // 2  # a caption takes at most half a message: the audio needs room
+        if value.text and len(caption := value.text.encode()) > budget:
+            kept = caption[:budget].decode(errors="ignore")
+            self._control(codec.encode(ev.Warning(
+                errors.WORKER_MESSAGE_TOO_LARGE,
+                f"the caption of a reply audio chunk ({len(caption)} bytes) was cut to {len(kept.encode())} bytes "
+                f"to fit the worker->host ring; raise outbound_capacity to get it whole")))
+            value = dataclasses.replace(value, text=kept)
         pieces = self._split(value)
         if self._backlog or any(self._lost.values()):
             return self._lose("audio", len(pieces))  # audio must not overtake what waits
@@ -159,13 +167,16 @@ class Outbox:
     def _split(self, value: ev.AudioOut) -> list[ev.AudioOut]:
         """Pieces that each fit the ring (a quarter of it at most, so bursts pack well)."""
         limit = self._ring.max_message()
-        head = _AUDIO_HEADER + len(value.response_id.encode())
+        head = _AUDIO_HEADER + len(value.response_id.encode()) + (len(value.text.encode()) if value.text else 0)
         if head + len(value.pcm) <= limit:  # measured, not encoded: audio is the hot path
             return [value]
         width = value.sample_format.width
         room = min(limit, self._ring.capacity // 4) - head
         step = max(width, room - room % width)
-        return [dataclasses.replace(value, pcm=value.pcm[i : i + step]) for i in range(0, len(value.pcm), step)]
+        # The caption goes with the first piece: it starts playing when the chunk does.
+        after = dataclasses.replace(value, text="", text_offset=value.text_offset + len(value.text))
+        return [dataclasses.replace(value if i == 0 else after, pcm=value.pcm[i : i + step])
+                for i in range(0, len(value.pcm), step)]
 
     def _fit(self, value: WorkerMessage) -> tuple[bytes | None, ev.Warning | None]:
         """The encoded message, cut to the ring's limit if need be, and a Warning when it was cut or refused."""

@@ -20,6 +20,7 @@ from typing import Any
 from sonic_bridge import errors, jsonval
 from sonic_bridge import events as ev
 from sonic_bridge import history as hist
+from sonic_bridge.captions import Captioner
 from sonic_bridge.settings import SessionSettings
 
 JsonEvent = dict[str, Any]
@@ -164,6 +165,11 @@ class SonicSession:
 
     ``response_prefix`` and ``first_turn`` let a session manager keep ids unique and turn numbers
     continuous across renewed streams.
+
+    ``captions``: each AudioOut carries the words estimated to start in it (``sonic_bridge.captions``). Then the
+    newest chunk of an audio block is held back until the next service event (or ``flush_audio``), so that what
+    the estimate left over when the block ends travels with the block's last chunk, and is dropped with it
+    when the next event says the reply was cut off.
     """
 
     def __init__(
@@ -173,7 +179,13 @@ class SonicSession:
         new_id: Callable[[], str] | None = None,
         response_prefix: str = "r",
         first_turn: int = 0,
+        captions: bool = False,
     ) -> None:
+        self._captions = Captioner() if captions else None
+        self._held: ev.AudioOut | None = None  # the newest reply chunk, not yet handed out (captions only)
+        self._carry = ""  # caption text whose chunk has already gone: it rides on the next one
+        self._block_ended = False  # an audio block ended: the next event says whether it was cut off
+        self._caption_sent = 0  # caption characters handed out in this response
         self.settings = settings
         self.model = settings.model
         self._new_id = new_id or (lambda: str(uuid.uuid4()))
@@ -390,6 +402,10 @@ class SonicSession:
             if self._response_id is None:
                 self._response_count += 1
                 self._response_id = f"{self._response_prefix}{self._response_count}"
+        if self._captions is not None and kind in ("AUDIO", "TOOL"):
+            out = self._settle(next_audio=kind == "AUDIO") + out  # the block before was not cut off
+            if kind == "AUDIO":
+                self._captions.block_start()
         return out
 
     @staticmethod
@@ -416,9 +432,12 @@ class SonicSession:
         if role_name == "ASSISTANT" and is_interrupted_marker(text):
             return self._interrupt()
         role = ev.Role.USER if role_name == "USER" else ev.Role.ASSISTANT
+        out = self._settle()
+        if self._captions is not None and role is ev.Role.ASSISTANT and block.stage is ev.Stage.SPECULATIVE:
+            self._captions.sentence(text)  # what the next audio block says
         if block.stage is ev.Stage.FINAL:
             self.history.append(hist.Message(role, text))
-        return [ev.Transcript(role, block.stage, text, max(self._turn_id, 1))]
+        return [*out, ev.Transcript(role, block.stage, text, max(self._turn_id, 1))]
 
     def _on_audioOutput(self, body: dict[str, Any]) -> list[ev.Event]:
         pcm = base64.b64decode(_str(body, "content"), validate=True)
@@ -427,7 +446,15 @@ class SonicSession:
         rid = self._response_id or self._last_response_id or f"{self._response_prefix}0"
         if rid in self._interrupted or not pcm:
             return []
-        return [ev.AudioOut(pcm, self.settings.output_rate, ev.SampleFormat.INT16, rid)]
+        rate = self.settings.output_rate
+        if self._captions is None:
+            return [ev.AudioOut(pcm, rate, ev.SampleFormat.INT16, rid)]
+        out = self._settle(next_audio=True)  # normally settled by the block's contentStart already
+        text = self._carry + self._captions.chunk(len(pcm) / (2 * rate))
+        self._carry = ""
+        out += self._release()
+        self._held = ev.AudioOut(pcm, rate, ev.SampleFormat.INT16, rid, text)
+        return out
 
     def _on_toolUse(self, body: dict[str, Any]) -> list[ev.Event]:
         tool_use_id = _str(body, "toolUseId")
@@ -435,7 +462,7 @@ class SonicSession:
         arguments = parse_tool_arguments(body.get("content", "{}"))
         self._pending_tools[tool_use_id] = name
         self.history.append(hist.Message(ev.Role.ASSISTANT, hist.tool_call_line(name, arguments)))
-        return [ev.ToolCall(name, tool_use_id, arguments)]
+        return [*self._settle(), ev.ToolCall(name, tool_use_id, arguments)]
 
     def _on_contentEnd(self, body: dict[str, Any]) -> list[ev.Event]:
         content_id = _str(body, "contentId", "")
@@ -445,6 +472,9 @@ class SonicSession:
         kind = declared or (block.type if block else "")
         if reason == "INTERRUPTED":
             return self._interrupt() + self._end_response("INTERRUPTED")
+        if kind == "AUDIO" and self._captions is not None:
+            self._end_audio_block()
+            return []
         if reason == "END_TURN" and kind == "TEXT" and (block is None or block.role == "ASSISTANT"):
             return self._end_response("END_TURN")
         return []
@@ -471,17 +501,75 @@ class SonicSession:
         if rid is None or rid in self._interrupted:
             return []
         self._interrupted.add(rid)
+        self._drop_captions()  # the held chunk was never heard: the caption ends with the last one sent
         return [ev.Interrupted(rid)]
 
     def _end_response(self, reason: str) -> list[ev.Event]:
         rid = self._response_id
         if rid is None:
             return []
+        out: list[ev.Event] = []
+        if self._captions is not None and rid not in self._interrupted:
+            if self._held is not None or not self._block_ended:
+                self._end_audio_block()  # the response ended without closing its audio block
+            out = self._settle()
+        self._drop_captions()
         self._response_id = None
         self._last_response_id = rid
         if rid in self._interrupted:
             reason = "INTERRUPTED"
-        return [ev.TurnEnded(reason, rid)]
+        return [*out, ev.TurnEnded(reason, rid)]
+
+    # ------------------------------------------------------------------ captions
+    @property
+    def held_audio(self) -> ev.AudioOut | None:
+        """The reply chunk held back for its caption (captions only), for a manager's flush timer."""
+        return self._held
+
+    def flush_audio(self) -> list[ev.Event]:
+        """Hand out the held chunk now (the host is about to run out of audio to play)."""
+        return self._settle() if self._block_ended else self._release()
+
+    def _end_audio_block(self) -> None:
+        assert self._captions is not None
+        rest = self._captions.block_end()
+        if self._held is not None:
+            held = self._held
+            self._held = ev.AudioOut(held.pcm, held.sample_rate, held.sample_format, held.response_id,
+                                     held.text + rest)
+        else:
+            self._carry += rest
+        self._block_ended = True
+
+    def _settle(self, *, next_audio: bool = False) -> list[ev.Event]:
+        """The event after an audio block's end: it was not cut off, so its last chunk and caption go out (a
+        caption whose chunk went already rides on the next block's first chunk, or on 10 ms of silence)."""
+        if not self._block_ended:
+            return []
+        self._block_ended = False
+        out = self._release()
+        rid = self._response_id or self._last_response_id
+        if self._carry and not next_audio and rid is not None and rid not in self._interrupted:
+            rate = self.settings.output_rate
+            out.append(ev.AudioOut(b"\0\0" * (rate // 100), rate, ev.SampleFormat.INT16, rid, self._carry,
+                                   self._caption_sent))
+            self._caption_sent += len(self._carry)
+            self._carry = ""
+        return out
+
+    def _release(self) -> list[ev.Event]:
+        held, self._held = self._held, None
+        if held is None:
+            return []
+        out = ev.AudioOut(held.pcm, held.sample_rate, held.sample_format, held.response_id, held.text,
+                          self._caption_sent)
+        self._caption_sent += len(held.text)
+        return [out]
+
+    def _drop_captions(self) -> None:
+        self._held, self._carry, self._block_ended, self._caption_sent = None, "", False, 0
+        if self._captions is not None:
+            self._captions.end_response()
 
     def _require_open(self, what: str) -> None:
         if self._phase is _Phase.IDLE:

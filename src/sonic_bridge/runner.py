@@ -41,6 +41,8 @@ CLOSE_DRAIN_SECONDS = 2.0
 CREDENTIAL_MARGIN = 180.0     # recycle this long before temporary credentials expire
 RECONNECT_WINDOW = 120.0  # failures further apart than this are unrelated (a long silent session)
 TOO_LARGE_RESULT = {"error": "the tool call was too large for the application's bridge; it was not run"}
+HOLD_MARGIN = 0.06  # a reply chunk is held for its caption only while the host has more than this queued
+MAX_HOLD = 0.3  # and never longer than this
 # A host intent kept while no stream is ready: user audio, typed text, or a tool result (id, content).
 Pending = bytes | str | tuple[str, str]
 
@@ -75,6 +77,7 @@ class Link:
         self.retired = False
         self.tasks: list[asyncio.Task[None]] = []
         self.settings_version = 0  # which update_session's settings it was opened with (0: the start's)
+        self.flush_timer: asyncio.TimerHandle | None = None  # hands out a held reply chunk (captions)
 
     def fail(self, error: BackendError | None) -> None:
         if not self.failure.done():
@@ -132,6 +135,8 @@ class SessionRunner:
         self._greeting = session.greeting if session.greeting and session.model.supports_text_input else None
         self._greeted = False  # the model finished a reply to the greeting
         self._user_spoke = False  # a USER transcript or typed text: no greeting any more
+        self._fillers: dict[str, asyncio.Task[None]] = {}  # host tool calls waiting, each with its filler timer
+        self._caption_carry: tuple[str, str, int] | None = None  # (response id, text, offset) of a chunk held back
         # update_session: each update gets a version; a stream opened with an older one is renewed.
         self._settings_version = 0
         self._applied_version = 0  # the version of the stream the host was last told about
@@ -212,6 +217,9 @@ class SessionRunner:
         self._user_spoke = True
 
     def _tool_result(self, tool_use_id: str, content: str) -> None:
+        filler = self._fillers.pop(tool_use_id, None)
+        if filler is not None:
+            filler.cancel()  # the result is here: no "still working" any more
         link = self.link
         if link is None or self._closing.is_set():
             self._pending.append((tool_use_id, content))  # for the next stream, in order with the rest
@@ -287,7 +295,8 @@ class SessionRunner:
             history.pop()  # it is asked again below instead
         version = self._settings_version
         settings = dataclasses.replace(self._session, history=tuple(history))
-        session = SonicSession(settings, response_prefix=f"{self._link_count}.", first_turn=self._turn)
+        session = SonicSession(settings, response_prefix=f"{self._link_count}.", first_turn=self._turn,
+                               captions=True)
         try:
             stream = await asyncio.wait_for(self.backend.open(settings), self.config.connect_timeout)
         except TimeoutError:
@@ -419,6 +428,9 @@ class SessionRunner:
 
     async def _close_current(self) -> None:
         self._state(ev.BridgeState.CLOSING)
+        for filler in self._fillers.values():
+            filler.cancel()
+        self._fillers.clear()
         for payload in self._pending:
             if isinstance(payload, bytes):
                 self._drop("the bridge closed before a stream could take it")
@@ -478,23 +490,48 @@ class SessionRunner:
                 continue  # a retired stream's late output must not reach the host twice
             for event in link.session.receive(raw):
                 self._deliver(link, event)
+            self._pace_held(link)
+
+    def _pace_held(self, link: Link) -> None:
+        """A reply chunk held back for its caption (see SonicSession captions) waits for the next service event
+        only while the host has audio queued to play meanwhile; a reply's first chunk never waits."""
+        if link.session.held_audio is None:
+            return
+        spare = self.activity.playback_until - time.monotonic() - HOLD_MARGIN
+        if link.flush_timer is not None:
+            link.flush_timer.cancel()
+            link.flush_timer = None
+        if spare <= 0.0:
+            self._flush_held(link)
+        else:
+            link.flush_timer = asyncio.get_running_loop().call_later(min(spare, MAX_HOLD), self._flush_held, link)
+
+    def _flush_held(self, link: Link) -> None:
+        link.flush_timer = None
+        if not link.retired:
+            for event in link.session.flush_audio():
+                self._deliver(link, event)
 
     def _deliver(self, link: Link, event: ev.Event) -> None:
         if isinstance(event, ev.AudioOut):
             pcm = self._to_host.convert(event.pcm, event.sample_rate, event.sample_format)
-            if not pcm:
+            text, offset = self._caption_for(event.response_id, event.text, event.text_offset)
+            if not pcm:  # the resampler holds it back: its caption goes with the next chunk
+                self._caption_carry = (event.response_id, text, offset) if text else None
                 return
-            event = ev.AudioOut(pcm, self.config.output_sample_rate, self.config.output_format, event.response_id)
+            event = ev.AudioOut(pcm, self.config.output_sample_rate, self.config.output_format, event.response_id,
+                                text, offset)
             self.activity.model_audio(event.duration, time.monotonic())
         elif isinstance(event, ev.Interrupted):
             self._to_host.reset()  # the rest of that response must not be heard
+            self._caption_carry = None
             self.activity.model_stopped(time.monotonic())
         elif isinstance(event, ev.TurnEnded):
             tail = self._to_host.flush()
+            text, offset = self._caption_for(event.response_id, "", 0)
             if tail and event.stop_reason != "INTERRUPTED":
-                self.outbox.send(
-                    ev.AudioOut(tail, self.config.output_sample_rate, self.config.output_format, event.response_id)
-                )
+                self.outbox.send(ev.AudioOut(tail, self.config.output_sample_rate, self.config.output_format,
+                                             event.response_id, text, offset))
         if isinstance(event, ev.Transcript) and event.stage is ev.Stage.FINAL:
             said = Message(event.role, event.text)
             if not (event.role is ev.Role.USER and self.history and self.history[-1] == said):  # typed, echoed
@@ -522,7 +559,27 @@ class SessionRunner:
                 self._refuse_tool_call(link, event)
                 return
             self._awaiting_host.add(event.tool_use_id)
+            if self.config.tool_filler_after is not None and link.session.model.supports_text_input:
+                self._fillers[event.tool_use_id] = asyncio.get_running_loop().create_task(
+                    self._fill_while_waiting(event.tool_use_id, self.config.tool_filler_after), name="tool filler")
         self.outbox.send(event)
+
+    async def _fill_while_waiting(self, tool_use_id: str, delay: float) -> None:
+        """A slow host tool: once per call, as soon as neither the user nor the model speaks, the model is told
+        (as typed text, an instruction) to say that it is still working. Cancelled when the result comes."""
+        await asyncio.sleep(delay)
+        while True:
+            link = self.link
+            if link is not None and tool_use_id not in link.session.pending_tool_uses:
+                self._fillers.pop(tool_use_id, None)  # a new stream never heard of the call: it has nothing to say
+                return
+            if link is not None and not self._closing.is_set() and self.activity.quiet(time.monotonic()):
+                with contextlib.suppress(ProtocolError):  # the stream is closing: the result will come anyway
+                    link.send(link.session.text(self.config.tool_filler_text))
+                    log.info("tool call %s has waited %.1f s for the host: filler sent", tool_use_id, delay)
+                self._fillers.pop(tool_use_id, None)
+                return
+            await asyncio.sleep(0.1)
 
     async def _look(self, call: ev.ToolCall) -> None:
         """Answer the look tool while the conversation goes on (Nova 2 asynchronous tools); the result takes
@@ -533,6 +590,13 @@ class SessionRunner:
         if result.warning is not None:
             self.outbox.send(result.warning)
         self._tool_result(call.tool_use_id, result.content)
+
+    def _caption_for(self, response_id: str, text: str, offset: int) -> tuple[str, int]:
+        """A chunk's caption, after any caption whose own chunk the resampler kept back."""
+        carry, self._caption_carry = self._caption_carry, None
+        if carry is None or carry[0] != response_id:
+            return text, offset
+        return carry[1] + text, carry[2]
 
     def _refuse_tool_call(self, link: Link, call: ev.ToolCall) -> None:
         """A call too large for the ring: the model gets an error result at once instead of waiting forever."""

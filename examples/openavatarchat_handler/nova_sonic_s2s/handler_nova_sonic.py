@@ -14,6 +14,10 @@ handle never waits, destroy finishes within 2 s. When the session ends (closed, 
 output thread reports why once and stops, and further input is dropped quietly.
 Logging goes to loguru when it is installed (OpenAvatarChat's logger), levels kept.
 
+AVATAR_TEXT carries the captions of the audio: each AVATAR_AUDIO chunk is preceded by the words it speaks
+(``AudioOut.text``), so text and voice travel together and an interrupted reply's text ends where its
+audio did. ``greeting`` makes the avatar speak first when a visitor's session is ready.
+
 Camera (``enable_video_input: true``): CAMERA_VIDEO frames go to ``SonicBridge.push_video`` from ``handle``
 (microseconds for the frames the bridge does not keep: one per ``video_frame_interval_ms``), and Nova Sonic
 gets the built-in look tool, answered by a multimodal Nova (``vision_model_id``) from the latest frames.
@@ -70,6 +74,7 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
     reenable_vad_after_response: bool = Field(default=False)  # audio-only classic engine: no avatar does it
     renew_after_seconds: float = Field(default=360.0)
     fake_scenario: str | None = Field(default=None)  # backend "fake": a scenario file (tries it without AWS)
+    greeting: str | None = Field(default=None)  # the avatar speaks first: an instruction, e.g. "Greet the visitor."
     # Pre-started workers, so a visitor's session is ready at once: None keeps as many as the engine's
     # concurrent_limit (at most MAX_PRESTARTED), 0 starts every session cold.
     prestart_workers: int | None = Field(default=None, ge=0, le=64)
@@ -85,7 +90,8 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
             model_id=self.model_id, voice=self.voice, system_prompt=self.system_prompt,
             tools=tuple(sb.Tool.from_json(t) for t in self.tools),
             turn_sensitivity=self.turn_sensitivity if model_info(self.model_id, warn=False).supports_turn_detection
-            else None)  # Nova Sonic 1 has no turn-detection setting
+            else None,  # Nova Sonic 1 has no turn-detection setting
+            greeting=self.greeting)
         return sb.BridgeConfig(session=session, backend=self.backend, region=self.region, endpoint=self.endpoint,
                                ca_file=self.ca_file, profile=self.profile, worker_python=self.worker_python,
                                output_sample_rate=OUTPUT_RATE, output_format=sb.SampleFormat.FLOAT32,
@@ -280,16 +286,14 @@ class HandlerNovaSonic(HandlerBase):
                 return
             if ctx.speech_id is None:
                 ctx.speech_id = f"speech-{ctx.session_id}-{uuid.uuid4().hex[:8]}"
+            if event.text:  # the words this chunk speaks, just ahead of it: text and voice stay in step
+                self._text(ctx, ChatDataType.AVATAR_TEXT, event.text, "avatar_text_end", ctx.speech_id, end=False)
             self._audio(ctx, event.samples().reshape(1, -1), end=False)
         elif isinstance(event, sb.Transcript):
             if event.role is sb.Role.USER:
                 ctx.human_speech_id = f"human-{ctx.session_id}-{event.turn_id}-{uuid.uuid4().hex[:6]}"
                 self._text(ctx, ChatDataType.HUMAN_TEXT, event.text, "human_text_end", ctx.human_speech_id, end=False)
                 self._text(ctx, ChatDataType.HUMAN_TEXT, "", "human_text_end", ctx.human_speech_id, end=True)
-            elif event.stage is sb.Stage.SPECULATIVE:  # what the avatar is about to say
-                if ctx.speech_id is None:
-                    ctx.speech_id = f"speech-{ctx.session_id}-{uuid.uuid4().hex[:8]}"
-                self._text(ctx, ChatDataType.AVATAR_TEXT, event.text, "avatar_text_end", ctx.speech_id, end=False)
         elif isinstance(event, sb.Interrupted):
             ctx.interrupted.add(event.response_id)
             self._end_reply(ctx)

@@ -88,6 +88,8 @@ class FakeSonic:
         self.system_text = ""
         self.history_texts: list[tuple[str, str]] = []  # (role, text) of the replayed history
         self._filling = False  # a filler reply plays: the tool's answer follows it instead of cutting it
+        self.ballast: npt.NDArray[np.uint8] | None = None  # scenario allocate_mb: memory a bad worker holds
+        self._allocate: tuple[float, int] | None = None  # (when, MiB) of that allocation
         self.tools: set[str] = set()
         self.look_tool: str | None = None
         self.block: dict[str, Any] | None = None
@@ -388,6 +390,9 @@ class FakeSonic:
 
     # ------------------------------------------------------------------ responses
     def _respond(self, now: float, audio: npt.NDArray[np.float32], plan: TurnPlan, echo: str) -> None:
+        if plan.allocate_mb:  # after the user's transcript has had time to reach the host
+            self._allocate = (now + self.sc.scaled(0.5), plan.allocate_mb)
+            return
         if plan.fault == "throttle":
             self._fail(FakeError("ThrottlingException", "Too many requests, please wait before trying again."), now)
             return
@@ -549,6 +554,9 @@ class FakeSonic:
     # ------------------------------------------------------------------ output
     def pump(self, now: float) -> list[Output]:
         self._check_limits(now)
+        if self._allocate is not None and self._allocate[0] <= now:
+            self.ballast = np.ones(self._allocate[1] << 20, np.uint8)  # touched pages: resident memory
+            self._allocate = None
         while self._script and self._script_due <= now:
             _delay, item = self._script.popleft()
             if item == "SPEAKING":

@@ -17,10 +17,16 @@ class TurnPlan:
     arguments: dict[str, Any] = field(default_factory=dict)
     fault: str | None = None  # one of FAULTS, injected during this turn's response
     reply_text: str | None = None  # default: a deterministic sentence naming the turn
+    # A worker gone bad: the fake (which runs inside the worker) takes this much memory and leaves the turn
+    # unanswered, for tests of the host's memory limit (max_worker_memory_mb).
+    allocate_mb: int = 0
 
     def __post_init__(self) -> None:
         if self.fault is not None and self.fault not in FAULTS:
             raise ValueError(f"unknown fault {self.fault!r}; choose one of {FAULTS}")
+        if isinstance(self.allocate_mb, bool) or not isinstance(self.allocate_mb, int) or not 0 <= self.allocate_mb \
+                <= 4096:
+            raise ValueError(f"allocate_mb must be a whole number of MiB from 0 to 4096, got {self.allocate_mb!r}")
 
 
 @dataclass(frozen=True, slots=True)
