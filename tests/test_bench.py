@@ -32,6 +32,10 @@ def test_the_quick_bench_writes_results_plots_and_a_summary(tmp_path: Path) -> N
     for png in ("transports.png", "scale.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (tmp_path / "summary.md").read_text()
-    for heading in ("## Transports", "## Bridge overhead", "## Worker cost", "## Scale", "## Against the goals"):
+    assert [p["size"] for p in results["vision"]["push_video"]] == ["640x480", "1280x720"]
+    assert all(p["paced_all_us"]["p99"] > 0 for p in results["vision"]["push_video"])
+    assert [e["sent_as"] for e in results["vision"]["encode"]] == ["640x480", "640x360", "640x360"]
+    for heading in ("## Transports", "## Bridge overhead", "## Worker cost", "## Scale", "## Vision",
+                    "## Against the goals"):
         assert heading in summary
     assert "Machine:" in summary and "sonic-bridge bench --quick" in summary

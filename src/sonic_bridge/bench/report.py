@@ -23,7 +23,7 @@ def machine() -> dict[str, Any]:
 
 
 def run(out: Path, quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
-    from sonic_bridge.bench import bridge, host_calls, startup, transports
+    from sonic_bridge.bench import bridge, host_calls, startup, transports, vision
 
     out.mkdir(parents=True, exist_ok=True)
     paced, burst, rtt, tries = (150, 5000, 500, 5) if quick else (750, 20000, 2000, 20)
@@ -36,11 +36,13 @@ def run(out: Path, quick: bool, progress: Callable[[str], None]) -> dict[str, An
     progress("2/4 bridge overhead")
     results["overhead"] = bridge.overhead(turns=2 if quick else 5)
     results["host_calls"] = host_calls.measure(5000 if quick else 50000)
-    results["startup"] = startup.measure(3 if quick else 10, bridge._server)
+    results["startup"] = startup.measure(3 if quick else 10)
     progress("3/4 worker cost")
     results["worker_cost"] = bridge.worker_cost(seconds=5 if quick else 20)
     progress("4/4 scale")
     results["scale"] = bridge.scale([1, 8, 16] if quick else [1, 8, 16, 32, 64], seconds=3 if quick else 10)
+    progress("vision: push_video and the worker's encoding")
+    results["vision"] = vision.measure(quick)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plots(results, out)
     (out / "summary.md").write_text(summary(results))
@@ -134,6 +136,10 @@ def summary(r: dict[str, Any]) -> str:
     lines += [f"| {s['bridges']} | {s['dropped_frames']} | {_f(s['worker_to_host_p99_us'], 0)} | "
               f"{_f(s['host_cycle_lateness_p99_ms'], 2)} | {_f(s['cpu_percent_total'])} | {_f(s['rss_mb_total'], 0)} |"
               for s in r["scale"]]
+    if "vision" in r:
+        from sonic_bridge.bench.vision import summary as vision_summary
+
+        lines += vision_summary(r["vision"])
     lines += ["", "## Against the goals", ""] + goals(r)
     return "\n".join(lines) + "\n"
 

@@ -1,8 +1,11 @@
 """Downscale a camera frame to a maximum side and encode it as JPEG (Pillow: libjpeg-turbo, C resampling).
 
-Pillow was chosen by measurement (benchmarks/README.md, "vision"): with its integer ``reduce`` and bilinear
-``resize`` it was the fastest of Pillow, simplejpeg (no resizing of its own) and OpenCV for 640x480 to
-1920x1080 frames, at 13 MB installed against OpenCV's 150 MB. It runs only in the worker.
+Chosen by measurement (``benchmarks/jpeg_libraries.py``, downscale to 640 px + JPEG q80 on the 2-core
+development machine): Pillow 1.3-1.5 ms for 640x480, 2-7 ms for 1280x720, 5-6 ms for 1920x1080, in 22 MB
+installed; OpenCV (opencv-python-headless) was as fast or faster (0.7-9 ms) but weighs 159 MB; simplejpeg
+(1 MB) has no resizing, and a numpy box filter made 1280x720 take 40-80 ms, with larger files (4:4:4). At
+one kept frame per second a few milliseconds in the worker's thread are nothing, so the weight decided;
+OpenAvatarChat already depends on Pillow. It runs only in the worker (the host never imports it).
 """
 
 from __future__ import annotations
