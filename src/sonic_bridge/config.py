@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sonic_bridge import checks, models
+from sonic_bridge.engines.cascade.settings import CascadeSettings
 from sonic_bridge.events import SampleFormat
 from sonic_bridge.settings import SessionSettings
 from sonic_bridge.vision.settings import VisionSettings
 
 BACKENDS = ("fake", "aws", "loopback")
+# sonic: Nova Sonic speech to speech; cascade: Transcribe -> Nova (ConverseStream) -> Polly (Python >= 3.12 SDKs).
+ENGINES = ("sonic", "cascade")
 HOST_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
 MiB = 1 << 20
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -96,6 +99,8 @@ class BridgeConfig:
     worker_cpu_window: float = 30.0
     fake: FakeOptions = field(default_factory=FakeOptions)
     vision: VisionSettings = field(default_factory=VisionSettings)  # camera frames and the look tool
+    engine: str = "sonic"  # what answers: one of ENGINES; the host API and events are the same for both
+    cascade: CascadeSettings = field(default_factory=CascadeSettings)  # engine "cascade": its stages
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -105,6 +110,7 @@ class BridgeConfig:
             raise ValueError(f"fake must be a FakeOptions, got {checks.show(self.fake)}")
         self._check_vision()
         checks.one_of("backend", self.backend, BACKENDS)
+        self._check_engine()
         models.check_region(self.region)
         self._check_endpoint()
         if self.profile is not None:
@@ -166,6 +172,14 @@ class BridgeConfig:
         except ValueError as exc:
             raise ValueError(f"with vision enabled: {exc}") from None
 
+    def _check_engine(self) -> None:
+        checks.one_of("engine", self.engine, ENGINES)
+        if not isinstance(self.cascade, CascadeSettings):
+            raise ValueError(f"cascade must be a CascadeSettings, got {checks.show(self.cascade)}")
+        if self.engine == "cascade" and self.backend == "loopback":
+            raise ValueError("engine 'cascade' needs backend 'aws' or 'fake' (the loopback backend only echoes "
+                             "Nova Sonic events)")
+
     def _check_endpoint(self) -> None:
         if self.endpoint is None:
             return
@@ -194,7 +208,7 @@ class BridgeConfig:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, SessionSettings | VisionSettings):
+            if isinstance(value, SessionSettings | VisionSettings | CascadeSettings):
                 value = value.to_json()
             elif isinstance(value, FakeOptions):
                 value = dataclasses.asdict(value)
@@ -213,6 +227,8 @@ class BridgeConfig:
             data["session"] = SessionSettings.from_json(data["session"])
         if "vision" in data:
             data["vision"] = VisionSettings.from_json(data["vision"])
+        if "cascade" in data:
+            data["cascade"] = CascadeSettings.from_json(data["cascade"])
         if "fake" in data:
             data["fake"] = FakeOptions(**data["fake"])
         if "output_format" in data:

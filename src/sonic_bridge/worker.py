@@ -46,6 +46,13 @@ SDK_MODULES = (
     "aws_sdk_bedrock_runtime.models",
     "sonic_bridge.backends.aws",
 )
+CASCADE_MODULES = (  # engine "cascade": Transcribe and Polly besides Bedrock
+    "aws_sdk_transcribe_streaming.client",
+    "aws_sdk_transcribe_streaming.models",
+    "aws_sdk_polly.client",
+    "aws_sdk_polly.models",
+    "sonic_bridge.engines.cascade.pipeline",
+)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -70,13 +77,13 @@ def _read_config(fd: int) -> BridgeConfig:
 
 
 def needs_sdk(config: BridgeConfig) -> bool:
-    return config.backend == "aws" or (config.backend == "fake" and config.fake.via_sdk)
+    return config.engine == "cascade" or config.backend == "aws" or (config.backend == "fake" and config.fake.via_sdk)
 
 
 def _import_backend(config: BridgeConfig) -> None:
     """The slow imports, run in a thread so the heartbeat keeps going (~0.5 s idle, seconds under load)."""
     if needs_sdk(config):
-        for name in SDK_MODULES:
+        for name in SDK_MODULES + (CASCADE_MODULES if config.engine == "cascade" else ()):
             importlib.import_module(name)
     elif config.backend == "fake":
         importlib.import_module("sonic_bridge.fake.direct")
@@ -118,7 +125,8 @@ def _lower_priority() -> None:
 
 async def _set_up(config: BridgeConfig, outbox: Outbox, status: SharedRing) -> object | None:
     """Import and build the backend and resolve its credentials; None (reported) when that fails."""
-    from sonic_bridge.backends import BackendError, make_backend
+    from sonic_bridge.backends import BackendError
+    from sonic_bridge.engines.base import make_backend
 
     def refuse(code: str, message: str) -> None:
         outbox.send(ev.Error(code, message, recoverable=False))
@@ -150,7 +158,8 @@ async def _set_up(config: BridgeConfig, outbox: Outbox, status: SharedRing) -> o
 def backend_key(config: BridgeConfig) -> str:
     """What a built backend depends on: a pre-started worker's backend serves any session with the same key."""
     raw = config.to_json()
-    return json.dumps([raw[k] for k in ("backend", "region", "endpoint", "ca_file", "profile", "fake")])
+    return json.dumps([raw[k] for k in ("backend", "region", "endpoint", "ca_file", "profile", "fake", "engine",
+                                        "cascade")])
 
 
 async def _session_config(inbound: SharedRing, in_bell: Doorbell, host_gone: asyncio.Event) -> BridgeConfig:
@@ -183,14 +192,14 @@ async def serve(config: BridgeConfig, inbound: SharedRing, in_bell: Doorbell, ou
                 status: SharedRing, life_fd: int, video_slot: int | None = None, *, pooled: bool = False) -> int:
     """Serve one session. ``pooled``: ``config`` is a template; set up for it, then wait for the session's own."""
     from sonic_bridge.backends import Backend
-    from sonic_bridge.runner import SessionRunner
+    from sonic_bridge.engines.base import Engine, make_engine
     from sonic_bridge.vision.setup import make_look
     from sonic_bridge.vision.slot import FrameSlot
 
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
     host_gone = asyncio.Event()
-    runner: SessionRunner | None = None
+    runner: Engine | None = None
 
     def on_bell() -> None:
         in_bell.drain()
@@ -235,7 +244,7 @@ async def serve(config: BridgeConfig, inbound: SharedRing, in_bell: Doorbell, ou
                 beating.cancel()
                 return 2
     look = make_look(config, backend, FrameSlot.attach(video_slot) if video_slot is not None else None)
-    runner = SessionRunner(config, cast(Backend, backend), outbox, look=look)
+    runner = make_engine(config, cast(Backend, backend), outbox, look)
     if look is not None:
         # Sampling is kept apart from the session: nothing it does can end the conversation.
         camera = asyncio.create_task(look.camera.run(), name="camera")

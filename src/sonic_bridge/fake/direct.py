@@ -12,6 +12,7 @@ import random
 
 from sonic_bridge.backends.base import BackendError, classify
 from sonic_bridge.config import FakeOptions
+from sonic_bridge.fake.cascade import FakeCascade
 from sonic_bridge.fake.converse import FakeConverse
 from sonic_bridge.fake.model import DISCONNECT, END, TRUNCATE, FakeError, FakeSonic, Output
 from sonic_bridge.fake.scenario import Scenario
@@ -34,6 +35,7 @@ class FakeService:
         self.streams_opened = 0
         self._turns = itertools.count(1)
         self.converse = FakeConverse(scenario)  # the look tool's vision model, at the same endpoint
+        self.cascade = FakeCascade(scenario)  # Transcribe, ConverseStream and Polly for the cascade engine
 
     def new_stream(self, model_id: str, now: float) -> FakeSonic:
         if self.open_streams >= self.scenario.max_streams:

@@ -63,6 +63,10 @@ class Scenario:
     # Every reply ends by naming what its stream was started with (voice, turn sensitivity, tools, tool choice,
     # temperature, system prompt, history): tests of live setting changes and replays hear them.
     reply_names_context: bool = False
+    # The cascade's fakes: Transcribe streams 1, 2, ... fail with these faults after their first final result
+    # (fake.transcribe.TRANSCRIBE_FAULTS; "" or null: none); Polly requests 1, 2, ... (fake.polly.POLLY_FAULTS).
+    transcribe_faults: tuple[str | None, ...] = ()
+    polly_faults: tuple[str | None, ...] = ()
 
     def __post_init__(self) -> None:
         if self.time_scale <= 0:
@@ -72,6 +76,9 @@ class Scenario:
             raise ValueError(f"thinking_ms must be [low, high] with 0 <= low <= high, got {self.thinking_ms}")
         if self.speed <= 0 or self.audio_chunk_ms <= 0:
             raise ValueError("speed and audio_chunk_ms must be positive")
+        from sonic_bridge.fake.cascade_faults import check_faults
+
+        check_faults(self.transcribe_faults, self.polly_faults)
         if not isinstance(self.max_content_bytes, int) or self.max_content_bytes < 1:
             raise ValueError(f"max_content_bytes must be a positive whole number, got {self.max_content_bytes!r}")
 
@@ -92,6 +99,8 @@ class Scenario:
             data["thinking_ms"] = tuple(data["thinking_ms"])
         data["turns"] = tuple(TurnPlan(**t) for t in data.get("turns", ()))
         data["looks"] = tuple(LookPlan(**t) for t in data.get("looks", ()))
+        for name in ("transcribe_faults", "polly_faults"):
+            data[name] = tuple(f or None for f in data.get(name, ()))
         return cls(**data)
 
     @classmethod

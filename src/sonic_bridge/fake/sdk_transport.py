@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from sonic_bridge.config import FakeOptions
+from sonic_bridge.fake.cascade import route
+from sonic_bridge.fake.cascade_sdk import respond
 from sonic_bridge.fake.converse import converse_model
 from sonic_bridge.fake.direct import FakeService, scenario_for
 from sonic_bridge.fake.model import FakeError
@@ -37,6 +39,9 @@ class FakeSdkTransport:
         from smithy_http.aio import HTTPResponse
 
         loop = asyncio.get_running_loop()
+        cascade = route(request.destination.path)
+        if cascade is not None:  # Transcribe, ConverseStream or Polly for the cascade engine
+            return await respond(self.service.cascade, cascade, request)
         vision_model = converse_model(request.destination.path)
         if vision_model is not None:  # the look tool's Converse: a plain JSON request and reply
             body = await request.body.read() if hasattr(request.body, "read") else bytes(request.body or b"")
