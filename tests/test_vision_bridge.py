@@ -141,6 +141,28 @@ def test_the_conversation_keeps_flowing_while_the_vision_model_thinks(tmp_path: 
         assert host.looks()[0].latency >= 2.5 and not host.looks()[0].error
 
 
+def test_a_typed_question_looks_and_a_scenario_can_make_any_turn_look(tmp_path: Path) -> None:
+    import contextlib
+
+    from tests.helpers import tone
+
+    scenario = {"turns": [{}, {"tool": "look_at_camera", "arguments": {"question": "Is it sunny?"}}]}
+    with contextlib.ExitStack() as stack:
+        host = Host(bridge_for("direct", tmp_path, stack, scenario), INTERVAL)
+        host.run_until(lambda events: any(isinstance(e, ev.StateChanged) and e.state is ev.BridgeState.READY
+                                          for e in events), timeout=60)
+        for _ in range(20):
+            host.cycle()
+            host.pause()
+        host.bridge.send_text("What am I holding?")  # typed: turn 1 asks to look by its words
+        host.run_until(lambda _: answered(host, 1))
+        host._speech += [tone(0.8)[i : i + 320] for i in range(0, 12800, 320)] + [np.zeros(320, np.float32)] * 60
+        host.run_until(lambda _: answered(host, 2))  # a wordless utterance: turn 2 looks because the plan says so
+        assert [look.question for look in host.looks()] == ["What am I holding?", "Is it sunny?"]
+        assert all(answered_colours(look.answer) for look in host.looks())
+        assert host.replies() == [look.answer for look in host.looks()]
+
+
 def test_push_video_refuses_bad_frames_and_needs_vision(tmp_path: Path) -> None:
     with SonicBridge(BridgeConfig(vision=VisionSettings(enabled=True, max_frame_bytes=64 * 64 * 3))) as bridge:
         with pytest.raises(ValueError, match=r"a 65x64 video frame \(12480 bytes\) is larger than "
