@@ -87,3 +87,30 @@ def test_three_turns_a_tool_round_trip_and_a_barge_in(tmp_path: Path) -> None:
     assert "".join(a.text for a in audio if a.response_id == first) == \
         'You said: "turn 1: 0.6 seconds of speech". This is my answer to turn 1.'
     assert stats.worker_frames_sent == host.frames_pushed and stats.worker_frames_dropped == 0
+
+
+def test_a_transcribe_renewal_and_injected_faults_lose_no_user_frame(tmp_path: Path) -> None:
+    # Stream 1 is renewed after 3 s (at a pause); stream 2 fails after its first final result (a fault of
+    # Transcribe), the reply of turn 3 fails mid-stream once (ConverseStream) and Polly throttles once.
+    config = _config(tmp_path, {"transcribe_faults": [None, "internal_failure"], "polly_faults": [None, "throttle"],
+                                "turns": [{}, {}, {"fault": "model_stream_error"}]}, renew_after_s=3.0)
+    with SonicBridge(config) as bridge:
+        host = CascadeHost(bridge)
+        host.run_until(lambda events: host.count(ev.StateChanged, state=ev.BridgeState.READY) >= 1)
+        for turn in (1, 2, 3):
+            host.say(tone(0.6, amp=0.3))
+            host.run_until(_quiet_after(host, turn))
+        bridge.close()
+        host.events += bridge.poll()
+        stats = bridge.stats()
+    states = [e.state for e in host.events if isinstance(e, ev.StateChanged)]
+    assert ev.BridgeState.RENEWING in states and ev.BridgeState.RECONNECTING in states, states
+    recoverable = [e for e in host.events if isinstance(e, ev.Error)]
+    assert all(e.recoverable for e in recoverable), recoverable
+    kinds = " ".join(e.message for e in recoverable)
+    assert "InternalFailureException" in kinds or "processing the audio" in kinds
+    assert "retrying" in kinds  # the throttled sentence and the failed reply were asked again
+    assert len(host.user_finals()) == 3
+    said = " ".join(host.assistant_finals())
+    assert said.count("This is my answer to turn 3.") == 1  # the retried reply is not spoken twice
+    assert stats.worker_frames_sent == host.frames_pushed and stats.worker_frames_dropped == 0

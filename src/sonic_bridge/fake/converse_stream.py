@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 import re
@@ -69,15 +70,22 @@ class FakeConverseStream:
         self.turns = 0
         self.asked: list[Asked] = []
         self._last: tuple[bytes, StreamReply] | None = None
+        self._failed: dict[bytes, int] = {}  # requests whose reply failed mid-stream: their turn
+        self._again: int | None = None
 
     def handle(self, model_id: str, body: bytes, rng_value: float = 0.5) -> StreamReply:
+        """A refused request sent again is refused again (the SDK's retries of a planned throttle); a request
+        whose reply failed mid-stream, sent again, is answered as that turn, this time without the fault."""
         digest = hashlib.sha256(body).digest()
-        if self._last is not None and self._last[0] == digest:
-            return self._last[1]  # the SDK's retry of the same request: the same outcome
+        if self._last is not None and self._last[0] == digest and self._last[1].error is not None:
+            return self._last[1]
+        self._again = self._failed.get(digest)
         try:
             reply = self._answer(model_id, body, rng_value)
         except _Refused as exc:
             reply = StreamReply(error=error_reply(exc.status, exc.kind, exc.message))
+        if any(not isinstance(item, dict) for _, item in reply.script):
+            self._failed[digest] = self.turns
         self._last = (digest, reply)
         return reply
 
@@ -112,8 +120,11 @@ class FakeConverseStream:
         tokens_in = prior + len(words) // 4 + TOKENS_PER_IMAGE * len(images) + len(system) // 4 + 1
         if result is not None:  # the request that answers a tool call
             return self._script(f"The tool said: {result}.", TurnPlan(), tokens_in, rng_value)
-        self.turns += 1
-        plan = self.scenario.plan(self.turns)
+        if self._again is None:
+            self.turns += 1
+            plan = self.scenario.plan(self.turns)
+        else:
+            plan = dataclasses.replace(self.scenario.plan(self._again), fault=None)
         if plan.fault == "throttle":
             raise _Refused(429, "ThrottlingException", "Too many requests, please wait before trying again.")
         tool = plan.tool if plan.tool in tools else None

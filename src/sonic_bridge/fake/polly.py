@@ -3,13 +3,11 @@
 It checks the parameters as the service does (voice, engine for the voice, language, output format and
 sample rate, text length, text type) and answers with speech-like PCM whose length follows the text
 (``CHAR_S`` per character: a voiced tone with a syllable envelope), ``x-amzn-RequestCharacters`` counting
-the billed characters. ``Scenario.polly_faults`` plan faults for requests 1, 2, ... (a retry of the same
-request gets the same outcome).
+the billed characters. ``Scenario.polly_faults`` plan faults for requests 1, 2, ...
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
@@ -52,18 +50,13 @@ class FakePolly:
         self.requests = 0
         self.characters = 0
         self.spoken: list[str] = []
-        self._last: tuple[bytes, Reply] | None = None
 
     def handle(self, body: bytes) -> Reply:
-        digest = hashlib.sha256(body).digest()
-        if self._last is not None and self._last[0] == digest:
-            return self._last[1]
+        """Every request moves the fault plan on (the client's retry of a throttled sentence gets through)."""
         self.requests += 1
         faults = self.scenario.polly_faults
         fault = faults[self.requests - 1] if self.requests <= len(faults) else None
-        reply = error_reply(*POLLY_FAULTS[fault]) if fault else self._speak(body)
-        self._last = (digest, reply)
-        return reply
+        return error_reply(*POLLY_FAULTS[fault]) if fault else self._speak(body)
 
     def _speak(self, body: bytes) -> Reply:
         from sonic_bridge.engines.cascade.settings import POLLY_ENGINES, POLLY_LANGUAGES, POLLY_VOICES, VOICES

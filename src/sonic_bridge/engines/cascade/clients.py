@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -24,11 +25,15 @@ RECOVERABLE_KINDS = {"LimitExceededException", "InternalFailureException", "Serv
                      "ServiceFailureException", "ThrottlingException", "ModelStreamErrorException",
                      "modelStreamErrorException", "InternalServerException", "ModelNotReadyException"}
 TIMED_OUT = "no new audio was received"
+_SHAPE = re.compile(r"id: [\w.]+#(\w+)")
 
 
 def classify(exc: BaseException) -> BackendError:
     """Any failure of the three clients as a classified BackendError (the Sonic engine's codes)."""
     error = map_exception(exc)
+    unmodelled = _SHAPE.search(error.message) if error.kind == "CallError" else None
+    if unmodelled is not None:  # an error the operation does not model, e.g. Polly's ThrottlingException
+        error = BackendError(error.code, error.message, recoverable=error.recoverable, kind=unmodelled.group(1))
     if error.kind in RECOVERABLE_KINDS or (error.kind == "BadRequestException" and TIMED_OUT in error.message):
         return BackendError(errors.SERVICE_ERROR, error.message, recoverable=True, kind=error.kind)
     if error.kind == "AccessDeniedException" or error.code == errors.ACCESS_DENIED:
