@@ -43,6 +43,7 @@ from chat_engine.data_models.runtime_data.data_bundle import DataBundle, DataBun
 from pydantic import BaseModel, Field
 
 import sonic_bridge as sb
+from sonic_bridge.engines.cascade.settings import CascadeSettings
 from sonic_bridge.logs import route_to_loguru
 from sonic_bridge.models import model_info
 from sonic_bridge.vision.settings import VisionSettings
@@ -78,6 +79,10 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
     # Pre-started workers, so a visitor's session is ready at once: None keeps as many as the engine's
     # concurrent_limit (at most MAX_PRESTARTED), 0 starts every session cold.
     prestart_workers: int | None = Field(default=None, ge=0, le=64)
+    # "cascade": Transcribe -> Nova (ConverseStream) -> Polly instead of Nova Sonic (e.g. for Mandarin);
+    # ``cascade`` holds its settings (sonic_bridge.CascadeSettings fields: language, voice, polly_engine ...).
+    engine: Literal["sonic", "cascade"] = Field(default="sonic")
+    cascade: dict[str, Any] = Field(default_factory=dict)
     # The camera: CAMERA_VIDEO in, the look tool for Nova Sonic (names as OpenAvatarChat's qwen_omni handler).
     enable_video_input: bool = Field(default=False)
     video_frame_interval_ms: int = Field(default=1000, ge=250, le=60000)
@@ -97,6 +102,7 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
                                output_sample_rate=OUTPUT_RATE, output_format=sb.SampleFormat.FLOAT32,
                                renew_after=self.renew_after_seconds,
                                fake=sb.FakeOptions(scenario=self.fake_scenario),
+                               engine=self.engine, cascade=CascadeSettings.from_json(self.cascade),
                                vision=VisionSettings(enabled=self.enable_video_input,
                                                      frame_interval_s=self.video_frame_interval_ms / 1000,
                                                      model_id=self.vision_model_id, max_side=self.vision_max_side,
