@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 HOST = os.environ.get("SONIC_BRIDGE_HOST_PYTHON")
 pytestmark = [pytest.mark.slow, pytest.mark.sdk,
               pytest.mark.skipif(not HOST, reason="no Python 3.11 host environment (run through scripts/test)")]
-HOST_TEST_PACKAGES = ["pytest>=8", "pytest-timeout", "pydantic>=2", "psutil", "loguru"]  # the handler's test
+# The handler's test needs these (OpenAvatarChat itself has pydantic, loguru and pyyaml).
+HOST_TEST_PACKAGES = ["pytest>=8", "pytest-timeout", "pydantic>=2", "psutil", "loguru", "pyyaml"]
 
 
 @dataclass
