@@ -25,9 +25,15 @@ LOADED: list[Any] = []  # handlers a test loaded: the engine's shutdown (destroy
 
 @pytest.fixture(autouse=True)
 def engine_shutdown() -> Any:
+    import logging
+
+    target = logging.getLogger("sonic_bridge")  # load() routes it into loguru: give it back to other tests
+    saved = (list(target.handlers), target.propagate, target.level)
     yield
     while LOADED:
         LOADED.pop().destroy()
+    target.handlers[:], target.propagate = saved[0], saved[1]
+    target.setLevel(saved[2])
 
 
 @pytest.fixture

@@ -45,11 +45,14 @@ def test_a_worker_over_its_memory_limit_is_restarted_and_the_unanswered_turn_rep
         assert 20 * MiB < s.worker_rss_bytes < 200 * MiB and s.worker_cpu_seconds > 0, s
 
         bridge.push_audio(tone16(0.6, freq=500) + silence16(1.8), 16000)
-        events = run_until(bridge, lambda es: _answered(es) and any(isinstance(e, ev.Error) for e in es),
+        events = run_until(bridge, lambda es: _answered(es) and any(isinstance(e, ev.Error) and e.code ==
+                                                                   errors.WORKER_OVER_LIMIT for e in es),
                            timeout=60, each_cycle=feed)
         s = bridge.stats()
-    (error,) = [e for e in events if isinstance(e, ev.Error)]
-    assert error.code == errors.WORKER_OVER_LIMIT and error.recoverable
+    # A 300 MiB allocation on a loaded machine may also hold the worker's loop past its stall timeout.
+    found = [e for e in events if isinstance(e, ev.Error)]
+    assert all(e.recoverable and e.code in (errors.WORKER_OVER_LIMIT, errors.WORKER_STALLED) for e in found), found
+    (error,) = [e for e in found if e.code == errors.WORKER_OVER_LIMIT]
     assert "over its limit max_worker_memory_mb=200" in error.message and "restarting (1 of 2)" in error.message
     assert s.restarts == 1 and s.worker_pid != first_pid
     # The new worker heard the conversation and answered the turn its predecessor left hanging.

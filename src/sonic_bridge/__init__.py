@@ -49,4 +49,4 @@ from sonic_bridge.client import BridgeClosed, BridgeStats, SonicBridge
 from sonic_bridge.config import BridgeConfig, FakeOptions
 from sonic_bridge.pool import WorkerPool
 
-__all__ += ["WorkerPool", "BridgeClosed", "BridgeConfig", "BridgeStats", "FakeOptions", "SonicBridge"]
+__all__ += ["BridgeClosed", "BridgeConfig", "BridgeStats", "FakeOptions", "SonicBridge", "WorkerPool"]
