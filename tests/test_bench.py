@@ -28,14 +28,17 @@ def test_the_quick_bench_writes_results_plots_and_a_summary(tmp_path: Path) -> N
     assert {(o["integration"], o["busy_host"]) for o in results["overhead"]} == {
         ("in_process", False), ("in_process", True), ("sonic_bridge", False), ("sonic_bridge", True)}
     assert [w["door"] for w in results["worker_cost"]] == ["sdk_in_process", "sdk_tls_server"]
-    assert [s["bridges"] for s in results["scale"]] == [1, 8, 16]
+    assert [s["bridges"] for s in results["scale"]] == [1, 4]
+    assert {(u["door"], u["start"]) for u in results["startup"]} == {
+        (door, start) for door in ("sdk_in_process", "sdk_tls_server") for start in ("cold", "pre-started")}
+    assert all(u["start_to_ready"]["n"] == 1 for u in results["startup"])
     for png in ("transports.png", "scale.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (tmp_path / "summary.md").read_text()
     assert [p["size"] for p in results["vision"]["push_video"]] == ["640x480", "1280x720"]
     assert all(p["paced_all_us"]["p99"] > 0 for p in results["vision"]["push_video"])
     assert [e["sent_as"] for e in results["vision"]["encode"]] == ["640x480", "640x360", "640x360"]
-    for heading in ("## Transports", "## Bridge overhead", "## Worker cost", "## Scale", "## Vision",
+    for heading in ("## Transports", "## Bridge overhead", "## Start-up", "## Worker cost", "## Scale", "## Vision",
                     "## Against the goals"):
         assert heading in summary
     assert "Machine:" in summary and "sonic-bridge bench --quick" in summary

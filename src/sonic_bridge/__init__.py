@@ -47,6 +47,17 @@ __all__ = [
 
 from sonic_bridge.client import BridgeClosed, BridgeStats, SonicBridge
 from sonic_bridge.config import BridgeConfig, FakeOptions
+from sonic_bridge.engines.cascade.settings import CascadeSettings
 from sonic_bridge.pool import WorkerPool
+from sonic_bridge.vision.settings import VisionSettings
 
-__all__ += ["BridgeClosed", "BridgeConfig", "BridgeStats", "FakeOptions", "SonicBridge", "WorkerPool"]
+__all__ += [
+    "BridgeClosed",
+    "BridgeConfig",
+    "BridgeStats",
+    "CascadeSettings",
+    "FakeOptions",
+    "SonicBridge",
+    "VisionSettings",
+    "WorkerPool",
+]

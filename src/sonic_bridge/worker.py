@@ -33,6 +33,7 @@ from sonic_bridge.ring import Doorbell, SharedRing
 log = logging.getLogger("sonic_bridge.worker")
 HEARTBEAT_SECONDS = 0.1
 ACCOUNT_SECONDS = 1.0
+AUTOGROUP_NICE = 10
 AUDIO_TICK_SECONDS = 0.02  # user audio waits at most this long in the ring (the host does not ring for it)
 FD_NAMES = ("in-ring", "in-bell", "out-ring", "out-bell", "life", "config")
 OPTIONAL_FD_NAMES = ("video-slot",)  # the latest camera frame, only when vision is enabled
@@ -118,9 +119,11 @@ def _lower_priority() -> None:
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     # SCHED_BATCH only orders threads within one autogroup, and the worker's own session (setsid) is an
-    # autogroup of its own, competing with the host's as an equal. Its lowest weight keeps it behind the host.
+    # autogroup of its own, competing with the host's as an equal. A lower weight keeps it behind the host;
+    # not the lowest (19): against a host that keeps a core busy (avatar rendering) that leaves a worker
+    # ~1.5 % of a core, too little to keep up with real-time audio. At 10 it still gets ~10 %.
     with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as autogroup:
-        autogroup.write("19")
+        autogroup.write(str(AUTOGROUP_NICE))
 
 
 async def _set_up(config: BridgeConfig, outbox: Outbox, status: SharedRing) -> object | None:

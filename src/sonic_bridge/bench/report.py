@@ -34,13 +34,13 @@ def run(out: Path, quick: bool, progress: Callable[[str], None]) -> dict[str, An
                              for size in (640, 3840) for n in transports.NAMES]
     results["crash"] = [transports.crash_test(n, tries) for n in transports.NAMES]
     progress("2/4 bridge overhead")
-    results["overhead"] = bridge.overhead(turns=2 if quick else 5)
+    results["overhead"] = bridge.overhead(turns=1 if quick else 5)
     results["host_calls"] = host_calls.measure(5000 if quick else 50000)
-    results["startup"] = startup.measure(3 if quick else 10)
+    results["startup"] = startup.measure(1 if quick else 10)
     progress("3/4 worker cost")
     results["worker_cost"] = bridge.worker_cost(seconds=5 if quick else 20)
     progress("4/4 scale")
-    results["scale"] = bridge.scale([1, 8, 16] if quick else [1, 8, 16, 32, 64], seconds=3 if quick else 10)
+    results["scale"] = bridge.scale([1, 4] if quick else [1, 8, 16, 32, 64], seconds=3 if quick else 10)
     progress("vision: push_video and the worker's encoding")
     results["vision"] = vision.measure(quick)
     (out / "results.json").write_text(json.dumps(results, indent=2))
