@@ -266,11 +266,16 @@ async def serve(config: BridgeConfig, inbound: SharedRing, in_bell: Doorbell, ou
                     continue
                 if isinstance(command, msg.AudioIn | msg.TextIn | msg.ToolResultIn | msg.CloseIn | msg.SettingsIn):
                     runner.handle(command)
-            # Audio is not rung for (the host saves a syscall per frame): it is read on this tick, in batches;
-            # commands (text, tool results, close) ring the doorbell and are read at once.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), AUDIO_TICK_SECONDS)
+            await wake.wait()
 
+    def tick() -> None:
+        # Audio is not rung for (the host saves a syscall per frame): it is read on this tick, in batches;
+        # commands (text, tool results, close) ring the doorbell and are read at once. A timer handle is
+        # cheaper than a timeout around every wait.
+        wake.set()
+        loop.call_later(AUDIO_TICK_SECONDS, tick)
+
+    tick()
     reading = asyncio.create_task(read_commands(), name="command reader")
     run = asyncio.create_task(runner.run(), name="session")
     outbox.beat()
