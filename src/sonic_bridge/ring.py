@@ -70,6 +70,20 @@ def _make_fence() -> Callable[[], None]:
 _fence = _make_fence()
 
 
+def new_memfd(name: str, size: int, word: int, value: int) -> int:
+    """A shared-memory file of ``size`` bytes whose u64 header ``word`` holds ``value`` (its capacity, which
+    the attaching side checks); the fd is closed again if anything fails."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(fd, size)
+        with mmap.mmap(fd, size) as m:
+            struct.pack_into("<Q", m, word * 8, value)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class RingClosed(Exception):
     pass
 
@@ -101,15 +115,7 @@ class SharedRing:
         if capacity < MIN_CAPACITY:
             raise ValueError(f"ring capacity must be at least {MIN_CAPACITY} bytes, got {capacity}")
         capacity = (capacity + 7) & ~7
-        fd = os.memfd_create(name, os.MFD_CLOEXEC)
-        try:
-            os.ftruncate(fd, _DATA + capacity)
-            with mmap.mmap(fd, _DATA + capacity) as m:
-                struct.pack_into("<Q", m, _CAPACITY * 8, capacity)
-        except BaseException:
-            os.close(fd)
-            raise
-        return cls(fd, owner=True)
+        return cls(new_memfd(name, _DATA + capacity, _CAPACITY, capacity), owner=True)
 
     @classmethod
     def attach(cls, fd: int) -> SharedRing:

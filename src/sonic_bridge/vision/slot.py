@@ -24,14 +24,13 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-import struct
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from sonic_bridge.ring import _fence
+from sonic_bridge.ring import _fence, new_memfd
 
 _SEQ, _CAPACITY, _NUMBER, _HEIGHT, _WIDTH, _FORMAT, _CAPTURED = range(7)
 _HEADER = 64
@@ -84,15 +83,7 @@ class FrameSlot:
         """A new slot for frames of up to ``capacity`` bytes of pixels."""
         if capacity < 3:
             raise ValueError(f"a frame slot needs room for at least one pixel, got {capacity} bytes")
-        fd = os.memfd_create(name, os.MFD_CLOEXEC)
-        try:
-            os.ftruncate(fd, _HEADER + capacity)
-            with mmap.mmap(fd, _HEADER + capacity) as m:
-                struct.pack_into("<Q", m, _CAPACITY * 8, capacity)
-        except BaseException:
-            os.close(fd)
-            raise
-        return cls(fd)
+        return cls(new_memfd(name, _HEADER + capacity, _CAPACITY, capacity))
 
     @classmethod
     def attach(cls, fd: int) -> FrameSlot:
