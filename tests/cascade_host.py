@@ -1,5 +1,6 @@
 """A host for cascade tests: pushes 20 ms frames in real time (silence unless something is to be said), plays
-the reply audio it receives at real time, and answers tool calls."""
+the reply audio it receives at real time, answers tool calls and, once ``camera`` is set, pushes that frame
+every cycle as a camera would."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class CascadeHost:
         self.frames_pushed = 0
         self.playing_until = 0.0
         self.tool_answer = tool_answer
+        self.camera: np.ndarray | None = None
 
     def say(self, audio: np.ndarray) -> None:
         for i in range(0, len(audio), FRAME):
@@ -40,6 +42,8 @@ class CascadeHost:
         frame = self._say.popleft() if self._say else np.zeros(FRAME, np.float32)
         if self.bridge.push_audio(frame.astype(np.float32), RATE):
             self.frames_pushed += 1
+        if self.camera is not None:
+            self.bridge.push_video(self.camera)
         for event in self.bridge.poll():
             self.events.append(event)
             if isinstance(event, ev.AudioOut):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge, Tool
+from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge, Tool, VisionSettings
 from sonic_bridge import events as ev
 from sonic_bridge.engines.cascade.settings import CascadeSettings
 from tests.cascade_host import CascadeHost
@@ -29,12 +31,23 @@ def _credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
 
 
-def _config(tmp: Path, scenario: dict[str, Any], **cascade: Any) -> BridgeConfig:
+def _config(tmp: Path, scenario: dict[str, Any], door: str = "sdk", stack: contextlib.ExitStack | None = None,
+            vision: VisionSettings | None = None, **cascade: Any) -> BridgeConfig:
+    """The fakes in process behind the SDK (door "sdk"), or `sonic-bridge fake-server` over TLS ("tls-server":
+    backend "aws" with the three services' endpoints pointed at it)."""
     path = tmp / "scenario.json"
     path.write_text(json.dumps({"seed": 3, "time_scale": SCALE, **scenario}))
     session = SessionSettings(system_prompt="Be brief.", tools=(WEATHER,))
+    if door == "tls-server":
+        assert stack is not None
+        from tests.fake_server import fake_server
+
+        server = stack.enter_context(fake_server(tmp, "--scenario", str(path)))
+        settings = CascadeSettings(transcribe_endpoint=server.url, polly_endpoint=server.url, **cascade)
+        return BridgeConfig(session=session, engine="cascade", cascade=settings, backend="aws",
+                            endpoint=server.url, ca_file=server.ca, vision=vision or VisionSettings())
     return BridgeConfig(session=session, engine="cascade", cascade=CascadeSettings(**cascade),
-                        fake=FakeOptions(scenario=str(path)))
+                        fake=FakeOptions(scenario=str(path)), vision=vision or VisionSettings())
 
 
 def _turn_ended(count: int, reason: str = "END_TURN") -> Any:
@@ -45,13 +58,19 @@ def _quiet_after(host: CascadeHost, count: int) -> Any:
     return lambda events: _turn_ended(count)(events) and host.quiet
 
 
-def test_three_turns_a_tool_round_trip_and_a_barge_in(tmp_path: Path) -> None:
-    config = _config(tmp_path, {"turns": [{}, {}, {"tool": "get_weather", "arguments": {"city": "Oslo"}}, {}]})
-    with SonicBridge(config) as bridge:
+@pytest.mark.parametrize("door", ["sdk", "tls-server"])
+def test_three_turns_a_camera_turn_a_tool_round_trip_and_a_barge_in(door: str, tmp_path: Path) -> None:
+    with contextlib.ExitStack() as stack:
+        config = _config(tmp_path, {"turns": [{}, {}, {"tool": "get_weather", "arguments": {"city": "Oslo"}}, {}]},
+                         door, stack, vision=VisionSettings(enabled=True, frame_interval_s=0.25))
+        bridge = stack.enter_context(SonicBridge(config))
         host = CascadeHost(bridge, tool_answer=lambda call: {"temp": 3, "city": call.arguments["city"]})
         host.run_until(lambda events: any(isinstance(e, ev.StateChanged) and e.state is ev.BridgeState.READY
                                           for e in events))
         for turn, seconds in enumerate((0.6, 1.0, 0.8), 1):
+            if turn == 2:  # the camera turns on: turn 2 is answered with its newest frames
+                host.camera = np.zeros((480, 640, 3), np.uint8)
+                host.camera[..., 2] = 220  # blue
             host.say(tone(seconds, amp=0.3))
             host.run_until(_quiet_after(host, turn))
         # Turn 4 starts a long reply; the user speaks over it: a partial transcript interrupts it.
@@ -71,6 +90,8 @@ def test_three_turns_a_tool_round_trip_and_a_barge_in(tmp_path: Path) -> None:
     said = host.assistant_finals()
     assert 'You said: "turn 1: 0.6 seconds of speech".' in said and "This is my answer to turn 1." in said
     assert "This is my answer to turn 2." in said
+    seen = [s for s in said if s.startswith("I see ")]  # the fake describes the images each turn carried
+    assert seen and all(re.match(r"I see [1-5] images?, the newest 640x480, mostly blue", s) for s in seen), seen
     assert any(s.startswith("The tool said:") and '"temp": 3' in s and "Oslo" in s for s in said)
     calls = [e for e in host.events if isinstance(e, ev.ToolCall)]
     assert [(c.name, c.arguments) for c in calls] == [("get_weather", {"city": "Oslo"})]
@@ -89,12 +110,14 @@ def test_three_turns_a_tool_round_trip_and_a_barge_in(tmp_path: Path) -> None:
     assert stats.worker_frames_sent == host.frames_pushed and stats.worker_frames_dropped == 0
 
 
-def test_a_transcribe_renewal_and_injected_faults_lose_no_user_frame(tmp_path: Path) -> None:
+@pytest.mark.parametrize("door", ["sdk", "tls-server"])
+def test_a_transcribe_renewal_and_injected_faults_lose_no_user_frame(door: str, tmp_path: Path) -> None:
     # Stream 1 is renewed after 3 s (at a pause); stream 2 fails after its first final result (a fault of
     # Transcribe), the reply of turn 3 fails mid-stream once (ConverseStream) and Polly throttles once.
-    config = _config(tmp_path, {"transcribe_faults": [None, "internal_failure"], "polly_faults": [None, "throttle"],
-                                "turns": [{}, {}, {"fault": "model_stream_error"}]}, renew_after_s=3.0)
-    with SonicBridge(config) as bridge:
+    with contextlib.ExitStack() as stack:
+        config = _config(tmp_path, {"transcribe_faults": [None, "internal_failure"], "polly_faults": [None, "throttle"],
+                                    "turns": [{}, {}, {"fault": "model_stream_error"}]}, door, stack, renew_after_s=3.0)
+        bridge = stack.enter_context(SonicBridge(config))
         host = CascadeHost(bridge)
         host.run_until(lambda events: host.count(ev.StateChanged, state=ev.BridgeState.READY) >= 1)
         for turn in (1, 2, 3):

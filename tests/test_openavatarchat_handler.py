@@ -401,3 +401,41 @@ def test_the_camera_yaml_example_is_a_valid_configuration(oac: Any) -> None:
     assert vision.enabled and vision.frame_interval_s == 1.0 and vision.frames_for_look == 5
     with pytest.raises(ValueError, match="video_frame_interval_ms"):
         cls().get_handler_info().config_model.model_validate({**handler, "video_frame_interval_ms": 100})
+
+
+@pytest.mark.sdk
+def test_a_cascade_session_audio_texts_markers_and_barge_in(oac: Any, monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    """engine: cascade (Transcribe -> Nova -> Polly on their fakes, behind the real clients): the handler gives the
+    engine the same outputs as with Sonic: the user's words, the avatar's audio with its text, end markers, and
+    a reply cut short when the user speaks over it."""
+    pytest.importorskip("aws_sdk_transcribe_streaming")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDFAKE")  # the cascade's clients resolve credentials, even on fakes
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps({"seed": 3, "thinking_ms": [300, 300]}))
+    engine = Engine(oac, {"backend": "fake", "engine": "cascade", "fake_scenario": str(scenario),
+                          "cascade": {"voice": "Joanna", "polly_engine": "neural"}}, "stream", monkeypatch)
+    silence = np.zeros(16000, np.float32)
+    ctx = engine.context
+    try:
+        # Turn 1's reply (about 3.5 s of audio) has played to its end before turn 2 starts.
+        engine.mic(np.concatenate([synth_utterance(1.0, 16000, seed=1), *[silence] * 6]))
+        engine.mic(np.concatenate([synth_utterance(1.2, 16000, seed=2), silence[:14000]]))  # the reply starts...
+        engine.mic(np.concatenate([synth_utterance(0.8, 16000, seed=3), silence, silence, silence, silence]))
+    finally:
+        engine.handler.destroy_context(ctx)
+    assert not [e for e in ctx.errors if not e.recoverable]
+    human = [d.data.get_main_data() for d, _ in engine.of("HUMAN_TEXT")]
+    assert [h for h in human if h][:3] == ["turn 1: 1.0 seconds of speech", "turn 2: 1.2 seconds of speech",
+                                          "turn 3: 0.8 seconds of speech"], human
+    audio = engine.of("AVATAR_AUDIO")
+    assert all(d.data.get_main_definition_entry().sample_rate == 24000 for d, _ in audio)
+    ends = [d for d, _ in audio if d.data.get_meta("avatar_speech_end")]
+    speech_ids = list(dict.fromkeys(d.data.get_meta("speech_id") for d, _ in audio))
+    assert len(ends) == len(speech_ids) >= 2  # every reply, the interrupted one too, closes its audio stream
+    spoken = "".join(d.data.get_main_data() for d, _ in engine.of("AVATAR_TEXT"))
+    assert 'You said: "turn 1: 1.0 seconds of speech". This is my answer to turn 1.' in spoken
+    assert "This is my answer to turn 3." in spoken
+    assert len(ctx.interrupted) == 1 and len(engine.signals) == 1 and engine.signals[0].type.name == "INTERRUPT"
+    assert engine.worst_handle_ms < 30

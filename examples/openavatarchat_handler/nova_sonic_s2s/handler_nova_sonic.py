@@ -296,7 +296,9 @@ class HandlerNovaSonic(HandlerBase):
                 self._text(ctx, ChatDataType.AVATAR_TEXT, event.text, "avatar_text_end", ctx.speech_id, end=False)
             self._audio(ctx, event.samples().reshape(1, -1), end=False)
         elif isinstance(event, sb.Transcript):
-            if event.role is sb.Role.USER:
+            # The user's words once they are final; partial transcripts (the cascade's Transcribe) are revisions
+            # of an utterance still being spoken, not pieces to append.
+            if event.role is sb.Role.USER and event.stage is sb.Stage.FINAL:
                 ctx.human_speech_id = f"human-{ctx.session_id}-{event.turn_id}-{uuid.uuid4().hex[:6]}"
                 self._text(ctx, ChatDataType.HUMAN_TEXT, event.text, "human_text_end", ctx.human_speech_id, end=False)
                 self._text(ctx, ChatDataType.HUMAN_TEXT, "", "human_text_end", ctx.human_speech_id, end=True)

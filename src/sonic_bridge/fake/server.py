@@ -1,9 +1,12 @@
 """Door 2: the fake Sonic on the real wire protocol, HTTP/2 over TLS (ALPN h2), for any Nova Sonic client.
 
 ``sonic-bridge fake-server`` serves ``POST /model/{id}/invoke-with-bidirectional-stream`` with the
-event-stream framing in both directions. Like the service it answers the headers at once, detects turns
-from silence alone, ends a response only after the client ends its side (unless it reports an error),
-and serves many streams per connection. Optionally it verifies the SigV4 event signature chain.
+event-stream framing in both directions; beside it the look tool's ``/model/{id}/converse`` and the cascade
+engine's services at their real routes (``fake.cascade``): Transcribe's ``/stream-transcription`` (a duplex
+event stream), ``/model/{id}/converse-stream`` (an event-stream response) and Polly's ``/v1/speech``.
+Like the service it answers the headers at once, detects turns from silence alone, ends a response only
+after the client ends its side (unless it reports an error), and serves many streams per connection.
+Optionally it verifies the SigV4 event signature chain.
 
 It is bounded like a service shared by many clients (``Limits``): a malformed frame is answered with an
 exception on its own stream and the connection goes on; input held for incomplete events is capped per
@@ -25,6 +28,7 @@ import os
 import re
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -36,16 +40,19 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from sonic_bridge.fake import converse_stream, transcribe
 from sonic_bridge.fake import eventstream as es
+from sonic_bridge.fake.cascade import CONVERSE_STREAM, POLLY, TRANSCRIBE, error_headers, route
 from sonic_bridge.fake.converse import MAX_REQUEST_BYTES, converse_model
 from sonic_bridge.fake.direct import FakeService
-from sonic_bridge.fake.model import FakeError, FakeSonic
+from sonic_bridge.fake.model import END, FakeError, FakeSonic, Output
 from sonic_bridge.fake.scenario import Scenario
 from sonic_bridge.fake.wire import ClientDisconnect, InputDecoder, error_response, model_id_from_path, render
 
 log = logging.getLogger("sonic_bridge.fake.server")
 _AUTH = re.compile(r"Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request.*Signature=([0-9a-f]{64})")
 MiB = 1024 * 1024
+VISION_CONVERSE = "converse"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +142,52 @@ class _SigningDecoder(InputDecoder):
         return False
 
 
+class _NoInput:
+    """The decoder of a response whose request body is complete (ConverseStream, Polly): nothing more to read."""
+
+    pending = 0
+    broken = False
+
+    def feed(self, data: bytes, now: float) -> None:
+        return None
+
+    def end(self, now: float) -> None:
+        return None
+
+    def refuse(self, error: FakeError, now: float) -> None:
+        return None
+
+
+class _Body:
+    """A whole response body (Polly's audio) as a stream model, so that it is sent as flow control allows."""
+
+    PIECE = 16 * 1024
+
+    def __init__(self, body: bytes) -> None:
+        self._pieces: list[Output] = [{"raw": body[i : i + self.PIECE]} for i in range(0, len(body), self.PIECE)]
+        self._pieces.append(END)
+
+    def pump(self, now: float) -> list[Output]:
+        ready, self._pieces = self._pieces, []
+        return ready
+
+    def next_due(self) -> float | None:
+        return None
+
+
+def _raw(item: Output) -> tuple[bytes, bool]:
+    return (item["raw"], False) if isinstance(item, dict) else (b"", True)
+
+
 @dataclass
 class _Stream:
-    model: FakeSonic
-    decoder: InputDecoder
+    """One response being sent: a model that says what is due (``pump``/``next_due``), the decoder of its
+    request body, how its outputs become bytes and what its end gives back (a stream quota)."""
+
+    model: Any  # FakeSonic, FakeTranscribe, converse_stream.Script or _Body
+    decoder: Any  # InputDecoder, transcribe.TranscribeInput or _NoInput
+    release: Callable[[], None]
+    render: Callable[[Output], tuple[bytes, bool]] = render
     kick: asyncio.Event = field(default_factory=asyncio.Event)
     window: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
@@ -165,7 +214,9 @@ class _Connection(asyncio.Protocol):
         self.writable.set()
         self.paused_since: float | None = None
         self._watch: asyncio.TimerHandle | None = None
-        self.posts: dict[int, tuple[str, bytearray]] = {}  # Converse requests being received: model id, body
+        # Requests answered once their body is in (Converse, ConverseStream, Polly): route, model id, body.
+        self.posts: dict[int, tuple[str, str, bytearray]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()  # their answers (held: the loop keeps weak references only)
 
     # ------------------------------------------------------------------ transport
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -191,6 +242,8 @@ class _Connection(asyncio.Protocol):
         for stream in self.streams.values():
             if stream.task:
                 stream.task.cancel()
+        for task in self.tasks:
+            task.cancel()
         self.streams.clear()
         self.writable.set()  # wake senders so that they see the stream gone
 
@@ -270,19 +323,21 @@ class _Connection(asyncio.Protocol):
         elif isinstance(event, h2.events.DataReceived):
             self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             post = self.posts.get(event.stream_id)
-            if post is not None and len(post[1]) <= MAX_REQUEST_BYTES:  # beyond it: refused at the end
-                post[1].extend(event.data)
+            if post is not None and len(post[2]) <= MAX_REQUEST_BYTES:  # beyond it: refused at the end
+                post[2].extend(event.data)
             stream = self.streams.get(event.stream_id)
             if stream is not None:
-                before = stream.model.input_events
+                before = getattr(stream.model, "input_events", 0)
                 stream.decoder.feed(event.data, self.loop.time())
-                if stream.model.input_events != before:
+                if getattr(stream.model, "input_events", 0) != before:
                     self.last_progress = self.loop.time()
                 self._check_buffered(stream)
                 stream.kick.set()
         elif isinstance(event, h2.events.StreamEnded):
             if event.stream_id in self.posts:
-                self.loop.create_task(self._converse(event.stream_id, *self.posts.pop(event.stream_id)))
+                task = self.loop.create_task(self._answer(event.stream_id, *self.posts.pop(event.stream_id)))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
             stream = self.streams.get(event.stream_id)
             if stream is not None:
                 stream.decoder.end(self.loop.time())
@@ -317,9 +372,17 @@ class _Connection(asyncio.Protocol):
         try:
             if headers.get(":method") != "POST":
                 raise FakeError("ValidationException", "Only POST is supported")
-            vision_model = converse_model(headers.get(":path", ""))
+            path = headers.get(":path", "")
+            vision_model = converse_model(path)
             if vision_model is not None:  # the look tool's Converse: answered once its body is in
-                self.posts[stream_id] = (vision_model, bytearray())
+                self.posts[stream_id] = (VISION_CONVERSE, vision_model, bytearray())
+                return
+            service = route(path)
+            if service in (CONVERSE_STREAM, POLLY):
+                self.posts[stream_id] = (service, converse_stream.converse_stream_model(path) or "", bytearray())
+                return
+            if service == TRANSCRIBE:
+                self._transcribe(stream_id, headers)
                 return
             model_id = model_id_from_path(headers.get(":path", ""))
             if self.server.scenario_error is not None:
@@ -334,18 +397,51 @@ class _Connection(asyncio.Protocol):
             self.conn.send_data(stream_id, body, end_stream=True)
             return
         self.conn.send_headers(stream_id, [(":status", "200"), ("content-type", "application/vnd.amazon.eventstream")])
-        stream = _Stream(model, _SigningDecoder(model, chain, self.limits.max_event_bytes))
+        self._serve(stream_id, _Stream(model, _SigningDecoder(model, chain, self.limits.max_event_bytes),
+                                       release=self.server.service.release))
+
+    def _serve(self, stream_id: int, stream: _Stream) -> None:
         self.streams[stream_id] = stream
         stream.task = self.loop.create_task(self._respond(stream_id, stream))
 
-    async def _converse(self, stream_id: int, model_id: str, body: bytearray) -> None:
-        reply = self.server.service.converse.handle(model_id, bytes(body))
-        if reply.delay:
-            await asyncio.sleep(reply.delay)
+    def _transcribe(self, stream_id: int, headers: dict[str, str]) -> None:
+        """A Transcribe stream: audio events in, results out, both at once (as the Sonic stream)."""
+        cascade = self.server.service.cascade
+        try:
+            model = cascade.open_transcribe(headers, self.loop.time())
+        except FakeError as err:
+            status, fields, body = error_headers(err)
+            self.conn.send_headers(stream_id, [(":status", str(status)), *fields])
+            self.conn.send_data(stream_id, body, end_stream=True)
+            return
+        self.conn.send_headers(stream_id, [(":status", "200"), *model.response_headers()])
+        self._serve(stream_id, _Stream(model, transcribe.TranscribeInput(model, self.limits.max_event_bytes),
+                                       release=cascade.release_transcribe, render=transcribe.render))
+
+    async def _answer(self, stream_id: int, service: str, model_id: str, body: bytearray) -> None:
+        """A request whose body is complete: Converse (the look tool), ConverseStream or Polly."""
+        cascade = self.server.service.cascade
+        if service == CONVERSE_STREAM:
+            reply = cascade.converse.handle(model_id, bytes(body), cascade.thinking())
+            if reply.error is None:
+                with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                    self.conn.send_headers(stream_id, [(":status", "200"),
+                                                       ("content-type", "application/vnd.amazon.eventstream")])
+                    self._serve(stream_id, _Stream(converse_stream.Script(reply.script, self.loop.time()), _NoInput(),
+                                                   release=lambda: None, render=converse_stream.render))
+                self.flush()
+                return
+            answer = reply.error
+        elif service == POLLY:
+            answer = cascade.polly.handle(bytes(body))
+        else:
+            answer = self.server.service.converse.handle(model_id, bytes(body))
+            if answer.delay:
+                await asyncio.sleep(answer.delay)
         with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            self.conn.send_headers(stream_id, [(":status", str(reply.status)), *reply.headers,
-                                               ("content-length", str(len(reply.body)))])
-            self.conn.send_data(stream_id, reply.body, end_stream=True)  # a few KB: within any window
+            self.conn.send_headers(stream_id, [(":status", str(answer.status)), *answer.headers,
+                                               ("content-length", str(len(answer.body)))])
+            self._serve(stream_id, _Stream(_Body(answer.body), _NoInput(), release=lambda: None, render=_raw))
         self.last_progress = self.loop.time()
         self.flush()
 
@@ -355,7 +451,7 @@ class _Connection(asyncio.Protocol):
             while True:
                 for item in stream.model.pump(self.loop.time()):
                     try:
-                        data, last = render(item)
+                        data, last = stream.render(item)
                     except ClientDisconnect:
                         if self.transport:
                             self.transport.abort()
@@ -379,7 +475,7 @@ class _Connection(asyncio.Protocol):
                 self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
                 self.flush()
         finally:
-            self.server.service.release()
+            stream.release()
             self.streams.pop(stream_id, None)
 
     async def _send(self, stream_id: int, stream: _Stream, data: bytes) -> bool:
