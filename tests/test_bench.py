@@ -38,7 +38,12 @@ def test_the_quick_bench_writes_results_plots_and_a_summary(tmp_path: Path) -> N
     assert [p["size"] for p in results["vision"]["push_video"]] == ["640x480", "1280x720"]
     assert all(p["paced_all_us"]["p99"] > 0 for p in results["vision"]["push_video"])
     assert [e["sent_as"] for e in results["vision"]["encode"]] == ["640x480", "640x360", "640x360"]
+    engines = {e["engine"]: e for e in results["engines"]}
+    assert set(engines) == {"sonic", "cascade"} and all(e["turns"] == 1 and e["dropped_frames"] == 0
+                                                         for e in engines.values())
+    for e in engines.values():  # each step of the turn after the one before it
+        assert 0 < e["final_transcript_ms"]["p50"] <= e["first_text_ms"]["p50"] <= e["first_audio_ms"]["p50"]
     for heading in ("## Transports", "## Bridge overhead", "## Start-up", "## Worker cost", "## Scale", "## Vision",
-                    "## Against the goals"):
+                    "## Engines", "## Against the goals"):
         assert heading in summary
     assert "Machine:" in summary and "sonic-bridge bench --quick" in summary

@@ -20,22 +20,31 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> 
 
 
 @pytest.mark.slow
-def test_the_demo_holds_a_conversation_and_writes_its_outputs(tmp_path: Path) -> None:
+def test_the_demo_holds_a_conversation_on_both_engines_and_writes_its_outputs(tmp_path: Path) -> None:
     wav = tmp_path / "me.wav"  # any rate and width: 44.1 kHz, 24-bit, stereo
     voice = synth_utterance(1.2, 44100, seed=9)
     soundfile.write(str(wav), [[s, s] for s in voice], 44100, subtype="PCM_24")
-    result = cli("demo", "--input", str(wav), "--output-dir", str(tmp_path / "out"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # a fresh machine: no credentials
+    result = cli("demo", "--engine", "both", "--input", str(wav), "--output-dir", str(tmp_path / "out"), env=env)
     assert result.returncode == 0, result.stderr
-    assert "| turn | end of speech -> first reply audio" in result.stdout
+    assert "| engine | turn | end of speech -> final transcript | -> first reply text | -> first reply audio" \
+        in result.stdout
+    assert "| sonic | 3 |" in result.stdout and "| cascade | 3 |" in result.stdout  # side by side
     assert "barge-in" in result.stderr and "bridge ready" in result.stderr  # progress while it runs
-    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert [t["turn"] for t in summary["turns"]] == [1, 2, 3]
-    assert [t["interrupted"] for t in summary["turns"]] == [False, True, False]
-    assert all(t["speech_end_to_first_audio_ms"] > 0 for t in summary["turns"])
-    assert summary["dropped_frames"] == 0
-    reply, rate = soundfile.read(str(tmp_path / "out" / "reply.wav"))
-    assert rate == 24000 and len(reply) > 24000
-    assert "ASSISTANT (interrupted)" in (tmp_path / "out" / "transcript.txt").read_text()
+    for engine in ("sonic", "cascade"):
+        out = tmp_path / "out" / engine
+        summary = json.loads((out / "summary.json").read_text())
+        turns = summary["turns"]
+        assert [t["turn"] for t in turns] == [1, 2, 3], engine
+        assert turns[1]["interrupted"] and not turns[2]["interrupted"], engine  # turn 3 cuts into reply 2
+        for t in turns:  # each step of a turn comes after the one before it
+            steps = [t["speech_end_to_final_transcript_ms"], t["speech_end_to_first_text_ms"],
+                     t["speech_end_to_first_audio_ms"]]
+            assert 0 < steps[0] <= steps[1] <= steps[2], (engine, t)
+        assert summary["dropped_frames"] == 0
+        reply, rate = soundfile.read(str(out / "reply.wav"))
+        assert rate == 24000 and len(reply) > 24000
+        assert "ASSISTANT (interrupted)" in (out / "transcript.txt").read_text()
 
 
 def test_doctor_on_the_fake_is_all_good() -> None:

@@ -61,13 +61,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"demo: {config.backend} backend, model {config.session.model_id}, host at {rate} Hz, "
         f"20 ms cycles; writing to {out}/"
     )
-    result = run_demo(config, script, rate, out, progress=stderr_progress)
-    print(format_table(result))
-    print(
-        f"\nreply audio: {out / 'reply.wav'}   transcript: {out / 'transcript.txt'}   figures: {out / 'summary.json'}"
-    )
-    if not result.turns or any(t.first_audio is None and not t.interrupted for t in result.turns):
-        sys.stderr.write("sonic-bridge: error: not every turn was answered\n")
+    engines = ["sonic", "cascade"] if args.engine == "both" else [args.engine]
+    results = {}
+    for engine in engines:  # the same conversation, through each engine in turn
+        folder = out / engine if len(engines) > 1 else out
+        if len(engines) > 1:
+            stderr_progress(f"engine {engine}: writing to {folder}/")
+        engine_config = BridgeConfig.from_json({**config.to_json(), "engine": engine})
+        results[engine] = run_demo(engine_config, script, rate, folder, progress=stderr_progress)
+    print(format_table(results))
+    for engine in engines:
+        folder = out / engine if len(engines) > 1 else out
+        print(f"\n{engine}: reply audio: {folder / 'reply.wav'}   transcript: {folder / 'transcript.txt'}   "
+              f"figures: {folder / 'summary.json'}")
+    unanswered = [engine for engine, result in results.items()
+                  if not result.turns or any(t.first_audio is None and not t.interrupted for t in result.turns)]
+    if unanswered:
+        sys.stderr.write(f"sonic-bridge: error: not every turn was answered ({', '.join(unanswered)})\n")
         return 1
     return 0
 
@@ -273,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     _add_session_options(demo)
     demo.add_argument("--input", help="WAV file to speak (any rate or width); default: a synthesized voice")
     demo.add_argument("--output-dir", default="demo-output", help="where reply.wav, transcript.txt go")
+    demo.add_argument("--engine", choices=["sonic", "cascade", "both"], default="sonic",
+                      help="Nova Sonic (default), the cascade (Transcribe -> Nova -> Polly), or both one after "
+                      "the other with their figures side by side")
     demo.add_argument("--camera", nargs="?", const="synthetic", metavar="IMAGE",
                       help="show the avatar a camera (synthetic coloured frames, or an image/animated GIF file) "
                       "and ask what it sees; prints and saves the answer (look.json)")

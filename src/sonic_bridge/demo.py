@@ -53,8 +53,13 @@ class Segment:
 
 @dataclass
 class TurnStats:
+    """When each step of one turn reached the host (monotonic seconds): the end of the user's speech (as the
+    host pushed it), the final transcript of it, the reply's first text and its first audio."""
+
     turn: int
     speech_end: float | None = None
+    final_transcript: float | None = None
+    first_text: float | None = None
     first_audio: float | None = None
     bridge_share_ms: float | None = None
     reply_seconds: float = 0.0
@@ -64,9 +69,13 @@ class TurnStats:
 
     @property
     def latency_ms(self) -> float | None:
-        if self.speech_end is None or self.first_audio is None:
+        return self.after_speech_ms(self.first_audio)
+
+    def after_speech_ms(self, moment: float | None) -> float | None:
+        """Milliseconds from the end of speech to ``moment`` (None when either is unknown)."""
+        if self.speech_end is None or moment is None:
             return None
-        return (self.first_audio - self.speech_end) * 1000
+        return (moment - self.speech_end) * 1000
 
 
 @dataclass
@@ -180,8 +189,10 @@ def run_demo(
                 _count(counts, event)
                 if isinstance(event, ev.Transcript) and event.role is ev.Role.USER:
                     current = stats.setdefault(event.turn_id, TurnStats(event.turn_id))
-                    transcript.append(f"USER      {event.text}")
-                    progress(f"turn {event.turn_id}: heard '{event.text}'")
+                    if event.stage is ev.Stage.FINAL:  # (the cascade's partial transcripts come before it)
+                        current.final_transcript = current.final_transcript or time.monotonic()
+                        transcript.append(f"USER      {event.text}")
+                        progress(f"turn {event.turn_id}: heard '{event.text}'")
                 elif isinstance(event, ev.AudioOut):
                     if current is not None and current.first_audio is None:
                         current.first_audio = time.monotonic()
@@ -190,10 +201,13 @@ def run_demo(
                     if current is not None:
                         current.reply_seconds += event.duration
                     reply.append(event.samples().astype(np.float32))
-                elif isinstance(event, ev.Transcript) and event.stage is ev.Stage.FINAL:
-                    transcript.append(f"ASSISTANT {event.text}")
-                    if current is not None:
-                        current.text = event.text
+                elif isinstance(event, ev.Transcript):
+                    if current is not None and current.first_text is None:
+                        current.first_text = time.monotonic()
+                    if event.stage is ev.Stage.FINAL:
+                        transcript.append(f"ASSISTANT {event.text}")
+                        if current is not None:
+                            current.text = event.text
                 elif isinstance(event, ev.Interrupted):
                     transcript.append("ASSISTANT (interrupted)")
                     progress(f"barge-in: response {event.response_id} interrupted")
@@ -245,6 +259,8 @@ def _summary(result: DemoResult) -> dict[str, Any]:
         "turns": [
             {
                 "turn": t.turn,
+                "speech_end_to_final_transcript_ms": t.after_speech_ms(t.final_transcript),
+                "speech_end_to_first_text_ms": t.after_speech_ms(t.first_text),
                 "speech_end_to_first_audio_ms": t.latency_ms,
                 "bridge_share_ms": t.bridge_share_ms,
                 "reply_seconds": round(t.reply_seconds, 3),
@@ -260,21 +276,28 @@ def _summary(result: DemoResult) -> dict[str, Any]:
     }
 
 
-def format_table(result: DemoResult) -> str:
+def format_table(results: dict[str, DemoResult]) -> str:
+    """One table for the demo runs of each engine, side by side: the turn's steps after the end of speech."""
+    def ms(value: float | None) -> str:
+        return f"{value:.0f} ms" if value is not None else "-"
+
     rows = [
-        "| turn | end of speech -> first reply audio | bridge's share (worker -> host, incl. wait for the"
-        " next 20 ms cycle) | reply | interrupted |",
-        "|---:|---:|---:|---:|:---:|",
+        "| engine | turn | end of speech -> final transcript | -> first reply text | -> first reply audio "
+        "| bridge's share (worker -> host, incl. wait for the next 20 ms cycle) | reply | interrupted |",
+        "|:---|---:|---:|---:|---:|---:|---:|:---:|",
     ]
-    for t in result.turns:
-        lat = f"{t.latency_ms:.0f} ms" if t.latency_ms is not None else "-"
-        share = f"{t.bridge_share_ms:.2f} ms" if t.bridge_share_ms is not None else "-"
-        rows.append(f"| {t.turn} | {lat} | {share} | {t.reply_seconds:.1f} s | {'yes' if t.interrupted else ''} |")
+    for engine, result in results.items():
+        for t in result.turns:
+            share = f"{t.bridge_share_ms:.2f} ms" if t.bridge_share_ms is not None else "-"
+            rows.append(f"| {engine} | {t.turn} | {ms(t.after_speech_ms(t.final_transcript))} | "
+                        f"{ms(t.after_speech_ms(t.first_text))} | {ms(t.latency_ms)} | {share} | "
+                        f"{t.reply_seconds:.1f} s | {'yes' if t.interrupted else ''} |")
     rows.append("")
-    rows.append(
-        f"dropped frames: {result.dropped_frames}; longest host call: {result.max_call_ms:.2f} ms; "
-        f"host cycle lateness p99: {result.cycle_late_p99_ms:.2f} ms"
-    )
+    for engine, result in results.items():
+        rows.append(
+            f"{engine}: dropped frames: {result.dropped_frames}; longest host call: {result.max_call_ms:.2f} ms; "
+            f"host cycle lateness p99: {result.cycle_late_p99_ms:.2f} ms"
+        )
     return "\n".join(rows)
 
 

@@ -71,6 +71,27 @@ class Boto3Credentials:
         return self._cached.expiration if self._cached is not None else None
 
 
+class FakeServiceCredentials:
+    """The identity the SDK signs with when it talks to the built-in fakes in process (backend "fake"): they
+    check no account, so a fresh machine without AWS credentials runs the demo and the tests."""
+
+    source = "the built-in fakes"
+    expiration: dt.datetime | None = None
+
+    async def get_identity(self, *, properties: Any = None) -> Any:
+        from smithy_aws_core.identity import AWSCredentialsIdentity
+
+        return AWSCredentialsIdentity(access_key_id="AKIDSONICBRIDGEFAKE", secret_access_key="fake-secret")
+
+    async def invalidate(self) -> None:
+        return None
+
+
+def credentials_for(config: BridgeConfig) -> Boto3Credentials | FakeServiceCredentials:
+    """boto3's chain for the real services; the fakes' fixed identity for backend "fake"."""
+    return FakeServiceCredentials() if config.backend == "fake" else Boto3Credentials(config.profile)
+
+
 def _crt_transport(ca_file: str | None) -> Any:
     from awscrt import io as crt_io
     from smithy_http.aio.crt import AWSCRTHTTPClient
@@ -175,7 +196,7 @@ class AwsBackend:
         self.config = config
         self._transport_factory = transport_factory
         self._client: Any = None
-        self.credentials: Boto3Credentials | None = None
+        self.credentials: Boto3Credentials | FakeServiceCredentials | None = None
         self.transport: Any = None
 
     async def _ensure_client(self) -> Any:
@@ -188,7 +209,7 @@ class AwsBackend:
             raise BackendError(errors.BAD_CONFIGURATION, f"the AWS SDK is not installed for this worker "
                                f"({exc}); install sonic-bridge[aws] into a Python >= 3.12 and set worker_python",
                                recoverable=False, kind="ImportError") from None
-        self.credentials = Boto3Credentials(self.config.profile)
+        self.credentials = credentials_for(self.config)
         await self.credentials.get_identity()  # fail early, with a clear message, when there are none
         self.transport = self._transport_factory() if self._transport_factory else _crt_transport(self.config.ca_file)
         sdk_config = await AsyncBedrockRuntimeConfig.resolve(

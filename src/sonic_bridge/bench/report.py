@@ -23,7 +23,7 @@ def machine() -> dict[str, Any]:
 
 
 def run(out: Path, quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
-    from sonic_bridge.bench import bridge, host_calls, startup, transports, vision
+    from sonic_bridge.bench import bridge, engines, host_calls, startup, transports, vision
 
     out.mkdir(parents=True, exist_ok=True)
     paced, burst, rtt, tries = (150, 5000, 500, 5) if quick else (750, 20000, 2000, 20)
@@ -43,6 +43,8 @@ def run(out: Path, quick: bool, progress: Callable[[str], None]) -> dict[str, An
     results["scale"] = bridge.scale([1, 4] if quick else [1, 8, 16, 32, 64], seconds=3 if quick else 10)
     progress("vision: push_video and the worker's encoding")
     results["vision"] = vision.measure(quick)
+    progress("engines: the demo's conversation on Nova Sonic and on the cascade")
+    results["engines"] = engines.measure(quick)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     plots(results, out)
     (out / "summary.md").write_text(summary(results))
@@ -140,6 +142,10 @@ def summary(r: dict[str, Any]) -> str:
         from sonic_bridge.bench.vision import summary as vision_summary
 
         lines += vision_summary(r["vision"])
+    if "engines" in r:
+        from sonic_bridge.bench.engines import summary as engines_summary
+
+        lines += engines_summary(r["engines"])
     lines += ["", "## Against the goals", ""] + goals(r)
     return "\n".join(lines) + "\n"
 

@@ -15,7 +15,14 @@ from collections.abc import Callable
 from typing import Any
 
 from sonic_bridge import errors
-from sonic_bridge.backends.aws import Boto3Credentials, _crt_transport, endpoint_for, map_exception
+from sonic_bridge.backends.aws import (
+    Boto3Credentials,
+    FakeServiceCredentials,
+    _crt_transport,
+    credentials_for,
+    endpoint_for,
+    map_exception,
+)
 from sonic_bridge.backends.base import BackendError
 from sonic_bridge.config import BridgeConfig
 
@@ -53,7 +60,7 @@ class CascadeClients:
     def __init__(self, config: BridgeConfig, transport_factory: Callable[[], Any] | None = None) -> None:
         self.config = config
         self._transport_factory = transport_factory
-        self.credentials: Boto3Credentials | None = None
+        self.credentials: Boto3Credentials | FakeServiceCredentials | None = None
         self.transport: Any = None
         self.transcribe: Any = None
         self.bedrock: Any = None
@@ -75,7 +82,7 @@ class CascadeClients:
                                recoverable=False, kind="ImportError") from None
         config, cascade = self.config, self.config.cascade
         try:
-            self.credentials = Boto3Credentials(config.profile)
+            self.credentials = credentials_for(config)
             await self.credentials.get_identity()  # fail early, with a clear message, when there are none
             self.transport = self._transport_factory() if self._transport_factory else _crt_transport(config.ca_file)
             common = {"region": config.region, "transport": self.transport,

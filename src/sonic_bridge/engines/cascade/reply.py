@@ -100,7 +100,7 @@ class Reply:
                 text += part.text
                 received[0] = len(text)
                 for sentence in splitter.feed(part.text):
-                    self._speech.put_nowait(sentence)
+                    self._queue(sentence)
             elif isinstance(part, converse.ToolUse):
                 calls.append(part)
             elif isinstance(part, converse.Tokens):
@@ -108,7 +108,7 @@ class Reply:
                 ctx.usage[1] += part.output
                 self._usage(ev.TokenCounts(input_text=part.input, output_text=part.output))
         for sentence in splitter.flush():
-            self._speech.put_nowait(sentence)
+            self._queue(sentence)
         if not calls:
             return []
         content: list[dict[str, Any]] = [{"text": text}] if text.strip() else []
@@ -145,10 +145,14 @@ class Reply:
                 self.ctx.emit(ev.Error(exc.code, f"the Nova model: {exc.message} (retrying)", recoverable=True))
                 await asyncio.sleep(min(5.0, 0.25 * 2 ** (attempt - 1)))
 
+    def _queue(self, sentence: str) -> None:
+        """A complete sentence: the host sees what is coming (as Sonic's speculative text) while Polly speaks it."""
+        self.ctx.emit(ev.Transcript(ev.Role.ASSISTANT, ev.Stage.SPECULATIVE, sentence, self.turn))
+        self._speech.put_nowait(sentence)
+
     async def _speak_all(self) -> None:
         while (sentence := await self._speech.get()) is not None:
             speech = await self._speak(sentence)
-            self.ctx.emit(ev.Transcript(ev.Role.ASSISTANT, ev.Stage.SPECULATIVE, sentence, self.turn))
             if speech.pcm:
                 if not self.timing.first_audio:
                     self.timing.first_audio = time.monotonic()
