@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from sonic_bridge import events as ev
+from sonic_bridge.engines.sonic.protocol import SonicSession
 from sonic_bridge.fake.model import FakeSonic, Output
 from sonic_bridge.fake.scenario import Scenario
-from sonic_bridge.protocol import SonicSession
 from sonic_bridge.settings import SessionSettings
 
 

@@ -12,8 +12,8 @@ import os
 import select
 import sys
 
-from sonic_bridge import handshake
-from sonic_bridge.ring import Doorbell, SharedRing
+from sonic_bridge.ipc import handshake
+from sonic_bridge.ipc.ring import Doorbell, SharedRing
 
 
 def main(argv: list[str]) -> None:

@@ -7,7 +7,7 @@ import random
 import select
 import sys
 
-from sonic_bridge.ring import Doorbell, SharedRing
+from sonic_bridge.ipc.ring import Doorbell, SharedRing
 
 PATTERN = random.Random(20261121).randbytes(1 << 17) * 2  # same bytes in both processes
 

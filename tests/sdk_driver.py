@@ -33,9 +33,9 @@ class SdkConversation:
             self.service = FakeService(scenario or Scenario())
             self.transport: Any = FakeSdkTransport(self.service)
         else:
-            from sonic_bridge.backends.aws import _crt_transport
+            from sonic_bridge.engines.aws import crt_transport
 
-            self.transport = _crt_transport(ca_file)
+            self.transport = crt_transport(ca_file)
         self.endpoint = endpoint or "https://fake.invalid"
         self.model_id = model_id
         self.outputs: list[dict[str, Any]] = []

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sonic_bridge.camera_demo import file_frames, synthetic_frames
+from sonic_bridge.cli.camera_demo import file_frames, synthetic_frames
 
 pytest.importorskip("PIL")
 

@@ -13,8 +13,8 @@ import pytest
 
 from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge, codec
 from sonic_bridge import events as ev
-from sonic_bridge.captions import START_RATE, Captioner
-from sonic_bridge.protocol import INTERRUPTED_MARKER, SonicSession
+from sonic_bridge.engines.sonic.captions import START_RATE, Captioner
+from sonic_bridge.engines.sonic.protocol import INTERRUPTED_MARKER, SonicSession
 from tests.fake_driver import silence16, tone16
 from tests.helpers import has_state, run_until
 
@@ -107,8 +107,8 @@ def test_a_held_chunk_is_handed_out_by_flush_and_captions_are_off_by_default() -
 def test_captions_cross_the_ring_and_stay_on_the_first_piece_of_a_split_chunk() -> None:
     chunk = ev.AudioOut(b"\0\1" * 100, 24000, ev.SampleFormat.INT16, "1.2", "héllo ", 17)
     assert codec.decode(codec.encode(chunk)) == chunk
-    from sonic_bridge.outbox import Outbox
-    from sonic_bridge.ring import Doorbell, SharedRing
+    from sonic_bridge.ipc.ring import Doorbell, SharedRing
+    from sonic_bridge.worker.outbox import Outbox
 
     ring, bell = SharedRing.create(64 * 1024, "test-captions"), Doorbell()
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from sonic_bridge.demo import synth_utterance
+from sonic_bridge.cli.demo import synth_utterance
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -86,7 +86,7 @@ def test_doctor_names_a_package_that_would_leak_from_the_host_into_the_worker() 
     import site
 
     from sonic_bridge import BridgeConfig
-    from sonic_bridge.doctor import Check, run_checks
+    from sonic_bridge.cli.doctor import Check, run_checks
 
     other = os.environ["SONIC_BRIDGE_HOST_PYTHON"]  # another interpreter, with its own numpy
     ours = next(p for p in site.getsitepackages() if os.path.isdir(os.path.join(p, "numpy")))

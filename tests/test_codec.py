@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sonic_bridge import codec
 from sonic_bridge import events as ev
-from sonic_bridge import messages as msg
+from sonic_bridge.ipc import codec
+from sonic_bridge.ipc import messages as msg
 
 text = st.text(max_size=40)
 i64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)

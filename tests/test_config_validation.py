@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge, Tool, models
 from sonic_bridge import events as ev
-from sonic_bridge.history import Message
+from sonic_bridge.engines.sonic.history import Message
 from sonic_bridge.settings import Inference
 from tests.fake_driver import silence16
 from tests.helpers import has_state, run_until

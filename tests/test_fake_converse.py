@@ -96,10 +96,10 @@ def test_planned_faults_answer_retries_alike_and_the_next_request_moves_on() -> 
 # ------------------------------------------------------------------ the real SDK against it
 def sdk_converse(scenario: Scenario, images: list[bytes], monkeypatch: pytest.MonkeyPatch) -> str:
     pytest.importorskip("aws_sdk_bedrock_runtime")
-    from sonic_bridge.backends.aws import AwsBackend
-    from sonic_bridge.config import BridgeConfig
+    from sonic_bridge.engines.sonic.backends.aws import AwsBackend
     from sonic_bridge.fake.direct import FakeService
     from sonic_bridge.fake.sdk_transport import FakeSdkTransport
+    from sonic_bridge.host.config import BridgeConfig
     from sonic_bridge.vision.converse import SdkConverse
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")

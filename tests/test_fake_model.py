@@ -9,9 +9,9 @@ import pytest
 import soxr
 
 from sonic_bridge import events as ev
+from sonic_bridge.engines.sonic.history import Message
 from sonic_bridge.fake.model import END, FakeError, FakeSonic
 from sonic_bridge.fake.scenario import Scenario, TurnPlan
-from sonic_bridge.history import Message
 from sonic_bridge.settings import SessionSettings, Tool
 from tests.fake_driver import Run, silence16, tone16
 from tests.ordering_checker import check_input_sequence

@@ -11,8 +11,8 @@ import pytest
 import soxr
 
 from sonic_bridge import events as ev
+from sonic_bridge.engines.sonic.protocol import SonicSession
 from sonic_bridge.fake.scenario import Scenario, TurnPlan
-from sonic_bridge.protocol import SonicSession
 from sonic_bridge.settings import SessionSettings, Tool
 from tests.fake_driver import silence16, tone16
 from tests.ordering_checker import check_input_sequence

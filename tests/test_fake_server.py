@@ -53,7 +53,7 @@ def test_older_sdk_lines_hold_a_turn_unmodified_with_only_an_endpoint_and_a_ca_f
 
 
 def test_many_concurrent_streams_share_one_connection(tmp_path: Path) -> None:
-    from sonic_bridge.protocol import SonicSession
+    from sonic_bridge.engines.sonic.protocol import SonicSession
     from sonic_bridge.settings import SessionSettings
     from tests.fake_driver import silence16, tone16
     from tests.sdk_driver import SdkConversation
@@ -134,7 +134,7 @@ def test_the_key_files_written_to_cert_dir_are_readable_by_their_owner_only(tmp_
 
 
 async def _first_answer(url: str, ca: str) -> tuple[list[str], str]:
-    from sonic_bridge.protocol import SonicSession
+    from sonic_bridge.engines.sonic.protocol import SonicSession
     from sonic_bridge.settings import SessionSettings
     from tests.sdk_driver import SdkConversation
 

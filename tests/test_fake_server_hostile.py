@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
-from sonic_bridge.protocol import SonicSession
+from sonic_bridge.engines.sonic.protocol import SonicSession
 from sonic_bridge.settings import SessionSettings
 from tests.fake_driver import silence16, tone16
 from tests.fake_server import fake_server

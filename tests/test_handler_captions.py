@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sonic_bridge.demo import synth_utterance
+from sonic_bridge.cli.demo import synth_utterance
 from tests.test_openavatarchat_handler import Engine, engine_shutdown, oac  # noqa: F401 - the fixtures
 
 SENTENCE = "Welcome to the museum, the dinosaurs are on the second floor, to your left."

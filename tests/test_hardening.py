@@ -10,7 +10,7 @@ import pytest
 
 from sonic_bridge import BridgeConfig, SampleFormat, SessionSettings, SonicBridge
 from sonic_bridge import events as ev
-from sonic_bridge.backends.loopback import FAIL_PREFIX
+from sonic_bridge.engines.sonic.backends.loopback import FAIL_PREFIX
 from tests.helpers import run_until
 
 

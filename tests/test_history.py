@@ -5,8 +5,8 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sonic_bridge.engines.sonic.history import Message, sanitize
 from sonic_bridge.events import Role
-from sonic_bridge.history import Message, sanitize
 
 U, A = Role.USER, Role.ASSISTANT
 

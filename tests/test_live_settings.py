@@ -121,8 +121,8 @@ def _direct(config: BridgeConfig) -> BridgeConfig:
 
 
 def test_the_settings_command_round_trips_through_the_codec() -> None:
-    from sonic_bridge import codec
-    from sonic_bridge import messages as msg
+    from sonic_bridge.ipc import codec
+    from sonic_bridge.ipc import messages as msg
 
     record = msg.SettingsIn(SessionSettings(voice="tiffany", tools=(WEATHER,)).dumps())
     back = codec.decode(codec.encode(record))

@@ -8,7 +8,7 @@ import pytest
 
 from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge, errors
 from sonic_bridge import events as ev
-from sonic_bridge.models import DEFAULT_MODEL_ID, FAMILIES, Family, Match, model_info
+from sonic_bridge.engines.sonic.models import DEFAULT_MODEL_ID, FAMILIES, Family, Match, model_info
 from tests.fake_driver import silence16, tone16
 from tests.helpers import has_state, run_until
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sonic_bridge.demo import synth_utterance
+from sonic_bridge.cli.demo import synth_utterance
 
 ROOT = Path(__file__).resolve().parent.parent
 pytest.importorskip("pydantic")

@@ -17,9 +17,9 @@ import pytest
 
 from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge, Tool, codec, errors
 from sonic_bridge import events as ev
-from sonic_bridge import messages as msg
-from sonic_bridge.outbox import Outbox
-from sonic_bridge.ring import Doorbell, SharedRing
+from sonic_bridge.ipc import messages as msg
+from sonic_bridge.ipc.ring import Doorbell, SharedRing
+from sonic_bridge.worker.outbox import Outbox
 from tests.fake_driver import silence16, tone16
 from tests.helpers import has_state, run_until
 

@@ -13,8 +13,8 @@ import pytest
 
 from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge
 from sonic_bridge import events as ev
-from sonic_bridge.backends.loopback import FAIL_PREFIX
-from sonic_bridge.pool import WorkerPool
+from sonic_bridge.engines.sonic.backends.loopback import FAIL_PREFIX
+from sonic_bridge.host.pool import WorkerPool
 from tests.helpers import end_process, process_alive, run_until
 
 
@@ -105,7 +105,7 @@ def test_a_pool_whose_workers_cannot_start_gives_up_and_bridges_report_why() -> 
 
 
 def test_idle_workers_end_with_their_host() -> None:
-    script = ("import time\nfrom sonic_bridge import BridgeConfig\nfrom sonic_bridge.pool import WorkerPool\n"
+    script = ("import time\nfrom sonic_bridge import BridgeConfig\nfrom sonic_bridge.host.pool import WorkerPool\n"
               "pool = WorkerPool(BridgeConfig(backend='loopback'), size=3)\n"
               "while pool.idle < 3: time.sleep(0.02)\n"
               "print(*pool.idle_pids, flush=True)\ntime.sleep(60)\n")

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sonic_bridge import events as ev
-from sonic_bridge.history import Message
-from sonic_bridge.protocol import ProtocolError, SonicSession, UnknownToolUse, parse_tool_arguments
+from sonic_bridge.engines.sonic.history import Message
+from sonic_bridge.engines.sonic.protocol import ProtocolError, SonicSession, UnknownToolUse, parse_tool_arguments
 from sonic_bridge.settings import SessionSettings, Tool
 from tests.ordering_checker import OrderingViolation, check_input_sequence
 
@@ -377,8 +377,8 @@ def test_cross_region_and_newer_model_ids_are_accepted(model: str) -> None:
 def test_unknown_later_model_is_treated_as_newest_with_a_warning(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sonic_bridge import models
-    from sonic_bridge.models import Family, model_info
+    from sonic_bridge.engines.sonic import models
+    from sonic_bridge.engines.sonic.models import Family, model_info
 
     monkeypatch.setattr(models, "_warned", set())
     info = model_info("amazon.nova-3-sonic-v1:0")
@@ -583,7 +583,7 @@ def test_an_interrupted_marker_check_survives_deep_text() -> None:
 def test_tool_results_that_are_not_json_are_refused_before_anything_is_sent(
     content: Any, error: type[Exception], why: str
 ) -> None:
-    from sonic_bridge.protocol import tool_result_text
+    from sonic_bridge.engines.sonic.protocol import tool_result_text
 
     with pytest.raises(error, match=why):
         tool_result_text(content)

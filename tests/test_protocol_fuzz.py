@@ -14,9 +14,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sonic_bridge import codec
 from sonic_bridge import events as ev
-from sonic_bridge.protocol import SonicSession
+from sonic_bridge.engines.sonic.protocol import SonicSession
+from sonic_bridge.ipc import codec
 from sonic_bridge.settings import SessionSettings
 from tests.test_protocol import DOC_EXAMPLES, WEATHER, ids
 

@@ -15,9 +15,10 @@ import pytest
 
 from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge, errors
 from sonic_bridge import events as ev
-from sonic_bridge.backends.base import Backend, BackendError
-from sonic_bridge.protocol import SonicSession
-from sonic_bridge.runner import FailureBudget, _as_backend_error
+from sonic_bridge.engines.failures import BackendError
+from sonic_bridge.engines.sonic.backends.base import Backend
+from sonic_bridge.engines.sonic.protocol import SonicSession
+from sonic_bridge.engines.sonic.session_manager import FailureBudget, _as_backend_error
 from tests.fake_driver import silence16, tone16
 from tests.helpers import has_state, run_until
 
@@ -132,7 +133,7 @@ def test_a_refused_input_event_is_fatal_through_either_door(door: str, monkeypat
     options = FakeOptions()
     backend: Backend
     if _door(door, monkeypatch):
-        from sonic_bridge.backends.aws import AwsBackend
+        from sonic_bridge.engines.sonic.backends.aws import AwsBackend
         from sonic_bridge.fake.sdk_transport import fake_sdk_transport
 
         backend = AwsBackend(BridgeConfig(fake=options), transport_factory=lambda: fake_sdk_transport(options))

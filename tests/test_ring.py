@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from sonic_bridge.ring import Doorbell, SharedRing
+from sonic_bridge.ipc.ring import Doorbell, SharedRing
 from tests.helpers import end_process
 from tests.ring_peer import consume, message
 

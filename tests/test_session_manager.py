@@ -13,7 +13,7 @@ import pytest
 
 from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge
 from sonic_bridge import events as ev
-from sonic_bridge.demo import synth_utterance
+from sonic_bridge.cli.demo import synth_utterance
 from tests.fake_server import fake_server
 from tests.helpers import has_state, run_until
 

@@ -15,7 +15,7 @@ import pytest
 
 from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge
 from sonic_bridge import events as ev
-from sonic_bridge.demo import synth_utterance
+from sonic_bridge.cli.demo import synth_utterance
 from tests.helpers import end_process, process_alive
 
 pytestmark = pytest.mark.slow

@@ -129,7 +129,7 @@ def test_close_is_bounded_when_the_service_never_answers(isolated_aws: None,
 def test_the_endpoint_comes_from_the_config_then_the_environment_then_the_region(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from sonic_bridge.backends.aws import endpoint_for
+    from sonic_bridge.engines.aws import endpoint_for
 
     monkeypatch.delenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", raising=False)
     assert endpoint_for(BridgeConfig(region="eu-north-1")) == "https://bedrock-runtime.eu-north-1.amazonaws.com"

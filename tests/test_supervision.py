@@ -11,7 +11,7 @@ import pytest
 
 from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge, errors
 from sonic_bridge import events as ev
-from sonic_bridge.supervise import MiB, Supervisor, Usage, read_usage
+from sonic_bridge.host.supervise import MiB, Supervisor, Usage, read_usage
 from tests.fake_driver import silence16, tone16
 from tests.helpers import has_state, run_until
 

@@ -11,8 +11,8 @@ import pytest
 
 from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge, Tool
 from sonic_bridge import events as ev
-from sonic_bridge.activity import Activity
 from sonic_bridge.fake.model import STILL_WORKING
+from sonic_bridge.worker.activity import Activity
 from tests.fake_driver import silence16, tone16
 from tests.helpers import run_until
 

@@ -13,7 +13,7 @@ import pytest
 
 from sonic_bridge import BridgeConfig, FakeOptions, SonicBridge, __version__
 from sonic_bridge import events as ev
-from sonic_bridge.handshake import RING_PROTOCOL
+from sonic_bridge.ipc.handshake import RING_PROTOCOL
 from tests.helpers import busy_cores
 
 ROOT = Path(__file__).resolve().parent.parent

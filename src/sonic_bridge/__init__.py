@@ -1,6 +1,7 @@
 """sonic-bridge: a never-blocking bridge between synchronous avatar hosts and Amazon Nova Sonic."""
 
 from sonic_bridge._version import __version__ as __version__
+from sonic_bridge.engines.sonic.history import Message
 from sonic_bridge.events import (
     AudioOut,
     BridgeState,
@@ -19,7 +20,6 @@ from sonic_bridge.events import (
     Usage,
     Warning,
 )
-from sonic_bridge.history import Message
 from sonic_bridge.settings import Inference, SessionSettings, Tool
 
 __all__ = [
@@ -45,10 +45,12 @@ __all__ = [
     "Warning",
 ]
 
-from sonic_bridge.client import BridgeClosed, BridgeStats, SonicBridge
-from sonic_bridge.config import BridgeConfig, FakeOptions
 from sonic_bridge.engines.cascade.settings import CascadeSettings
-from sonic_bridge.pool import WorkerPool
+from sonic_bridge.engines.sonic.models import model_info
+from sonic_bridge.host.client import BridgeClosed, BridgeStats, SonicBridge
+from sonic_bridge.host.config import BridgeConfig, FakeOptions
+from sonic_bridge.host.logs import route_to_loguru
+from sonic_bridge.host.pool import WorkerPool
 from sonic_bridge.vision.settings import VisionSettings
 
 __all__ += [
@@ -60,4 +62,6 @@ __all__ += [
     "SonicBridge",
     "VisionSettings",
     "WorkerPool",
+    "model_info",
+    "route_to_loguru",
 ]

@@ -8,8 +8,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sonic_bridge import checks, jsonval, models
-from sonic_bridge.history import Message
+from sonic_bridge import checks, jsonval
+from sonic_bridge.engines.sonic import models
+from sonic_bridge.engines.sonic.history import Message
 
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # One event may carry at most 1,000,000 bytes (the SDK's part limit): prompts and tools stay well below.

@@ -43,10 +43,7 @@ from chat_engine.data_models.runtime_data.data_bundle import DataBundle, DataBun
 from pydantic import BaseModel, Field
 
 import sonic_bridge as sb
-from sonic_bridge.engines.cascade.settings import CascadeSettings
-from sonic_bridge.logs import route_to_loguru
-from sonic_bridge.models import model_info
-from sonic_bridge.vision.settings import VisionSettings
+from sonic_bridge import CascadeSettings, VisionSettings, model_info, route_to_loguru
 
 log = logging.getLogger("sonic_bridge.openavatarchat")
 OUTPUT_RATE = 24000

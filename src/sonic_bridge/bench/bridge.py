@@ -15,13 +15,13 @@ import numpy as np
 import psutil
 
 from sonic_bridge import events as ev
-from sonic_bridge.audio import Converter
-from sonic_bridge.client import SonicBridge
-from sonic_bridge.config import BridgeConfig, FakeOptions
-from sonic_bridge.demo import synth_utterance
+from sonic_bridge.cli.demo import synth_utterance
+from sonic_bridge.engines.sonic.protocol import SonicSession, dumps
 from sonic_bridge.fake.direct import FakeDirectBackend
-from sonic_bridge.protocol import SonicSession, dumps
+from sonic_bridge.host.client import SonicBridge
+from sonic_bridge.host.config import BridgeConfig, FakeOptions
 from sonic_bridge.settings import SessionSettings
+from sonic_bridge.worker.audio import Converter
 
 RATE = 16000
 FRAME = 320

@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sonic_bridge.config import BridgeConfig, FakeOptions
-from sonic_bridge.demo import TurnStats, default_script, run_demo
+from sonic_bridge.cli.demo import TurnStats, default_script, run_demo
+from sonic_bridge.host.config import BridgeConfig, FakeOptions
 
 ENGINES = ("sonic", "cascade")
 STEPS = ("final_transcript", "first_text", "first_audio")

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from sonic_bridge import events as ev
-from sonic_bridge.client import SonicBridge
-from sonic_bridge.config import BridgeConfig
+from sonic_bridge.host.client import SonicBridge
+from sonic_bridge.host.config import BridgeConfig
 
 FRAME = 320
 

@@ -11,9 +11,9 @@ import numpy as np
 
 from sonic_bridge import events as ev
 from sonic_bridge.bench.bridge import SDK_DOORS, door_config, fake_credentials
-from sonic_bridge.client import SonicBridge
-from sonic_bridge.config import BridgeConfig
-from sonic_bridge.pool import WorkerPool
+from sonic_bridge.host.client import SonicBridge
+from sonic_bridge.host.config import BridgeConfig
+from sonic_bridge.host.pool import WorkerPool
 from sonic_bridge.settings import SessionSettings
 
 SETTINGS = SessionSettings(turn_sensitivity="HIGH")

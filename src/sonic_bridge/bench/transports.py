@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from sonic_bridge.ring import Doorbell, SharedRing
+from sonic_bridge.ipc.ring import Doorbell, SharedRing
 
 STAMP = struct.Struct("<cq")  # kind, send time (monotonic ns)
 NAMES = ("ring", "faster_fifo", "mp_queue", "unix_seqpacket")

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from sonic_bridge.client import SonicBridge
-from sonic_bridge.config import BridgeConfig
 from sonic_bridge.events import BridgeState
+from sonic_bridge.host.client import SonicBridge
+from sonic_bridge.host.config import BridgeConfig
 from sonic_bridge.vision.settings import VisionSettings
 
 SIZES = ((640, 480), (1280, 720))

@@ -1,7 +1,9 @@
-"""Engines: what answers the user behind the bridge. ``sonic`` (Nova Sonic speech to speech, the session
-manager in ``sonic_bridge.runner``) or ``cascade`` (Transcribe -> Nova -> Polly). The worker picks one by
+"""Engines: what answers the user behind the bridge. ``sonic`` (Nova Sonic speech to speech, ``engines.sonic``)
+or ``cascade`` (Transcribe -> Nova -> Polly, ``engines.cascade``). The worker picks one by
 ``BridgeConfig.engine``; both take the same host commands and give the same host events (``base.Engine``).
 
-Light on purpose: the host imports ``engines.cascade.settings`` for its configuration and nothing here may
-pull in the AWS SDK.
+What both share lives here: ``base`` (the engine interface), ``failures`` (classified service errors) and
+``aws`` (credentials, the CRT transport, the error mapping). Light on purpose: the host imports
+``engines.cascade.settings`` and ``engines.sonic.models`` for its configuration, and nothing here may pull in
+the AWS SDK.
 """

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from sonic_bridge import messages as msg
-from sonic_bridge.config import BridgeConfig
-from sonic_bridge.outbox import Outbox
+from sonic_bridge.host.config import BridgeConfig
+from sonic_bridge.ipc import messages as msg
+from sonic_bridge.worker.outbox import Outbox
 
 
 class Engine(Protocol):
@@ -31,7 +31,7 @@ def make_backend(config: BridgeConfig) -> object:
         from sonic_bridge.engines.cascade.clients import make_clients
 
         return make_clients(config)
-    from sonic_bridge.backends import make_backend as sonic_backend
+    from sonic_bridge.engines.sonic.backends import make_backend as sonic_backend
 
     return sonic_backend(config)
 
@@ -43,6 +43,6 @@ def make_engine(config: BridgeConfig, backend: Any, outbox: Outbox, look: Any = 
         from sonic_bridge.engines.cascade.pipeline import CascadeEngine
 
         return CascadeEngine(config, backend, outbox, camera=look.camera if look is not None else None)
-    from sonic_bridge.runner import SessionRunner
+    from sonic_bridge.engines.sonic.session_manager import SessionRunner
 
     return SessionRunner(config, backend, outbox, look=look)

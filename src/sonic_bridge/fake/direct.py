@@ -10,12 +10,12 @@ import itertools
 import json
 import random
 
-from sonic_bridge.backends.base import BackendError, classify
-from sonic_bridge.config import FakeOptions
+from sonic_bridge.engines.failures import BackendError, classify
 from sonic_bridge.fake.cascade import FakeCascade
 from sonic_bridge.fake.converse import FakeConverse
 from sonic_bridge.fake.model import DISCONNECT, END, TRUNCATE, FakeError, FakeSonic, Output
 from sonic_bridge.fake.scenario import Scenario
+from sonic_bridge.host.config import FakeOptions
 from sonic_bridge.settings import SessionSettings
 
 

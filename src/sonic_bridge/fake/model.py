@@ -23,10 +23,10 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
+from sonic_bridge.engines.sonic.models import SERVICE_RATES, model_info
+from sonic_bridge.engines.sonic.protocol import INTERRUPTED_MARKER
 from sonic_bridge.fake import looking, speech
 from sonic_bridge.fake.scenario import Scenario, TurnPlan
-from sonic_bridge.models import SERVICE_RATES, model_info
-from sonic_bridge.protocol import INTERRUPTED_MARKER
 
 END = "END"
 TRUNCATE = "TRUNCATE"

@@ -12,13 +12,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sonic_bridge.config import FakeOptions
 from sonic_bridge.fake.cascade import route
 from sonic_bridge.fake.cascade_sdk import respond
 from sonic_bridge.fake.converse import converse_model
 from sonic_bridge.fake.direct import FakeService, scenario_for
 from sonic_bridge.fake.model import FakeError
 from sonic_bridge.fake.wire import InputDecoder, error_response, model_id_from_path, render
+from sonic_bridge.host.config import FakeOptions
 
 
 class FakeSdkTransport:

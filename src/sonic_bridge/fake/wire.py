@@ -14,9 +14,9 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
+from sonic_bridge.engines.sonic.models import model_info
 from sonic_bridge.fake import eventstream as es
 from sonic_bridge.fake.model import DISCONNECT, END, TRUNCATE, FakeError, FakeSonic, Output
-from sonic_bridge.models import model_info
 
 HTTP_STATUS = {"ValidationException": 400, "AccessDeniedException": 403, "ResourceNotFoundException": 404,
                "ThrottlingException": 429, "InternalServerException": 500, "ServiceUnavailableException": 503}

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from sonic_bridge.config import BridgeConfig
+from sonic_bridge.host.config import BridgeConfig
 from sonic_bridge.vision.converse import VisionError
 from sonic_bridge.vision.encoder import encode_jpeg
 
@@ -23,7 +23,7 @@ QUESTION = "What colour is this picture? Answer in three words."
 
 
 async def probe(config: BridgeConfig) -> dict[str, Any]:
-    from sonic_bridge.backends import make_backend
+    from sonic_bridge.engines.sonic.backends import make_backend
     from sonic_bridge.vision.setup import vision_model
 
     backend = make_backend(config)

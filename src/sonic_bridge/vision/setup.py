@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sonic_bridge.config import BridgeConfig
+from sonic_bridge.host.config import BridgeConfig
 from sonic_bridge.vision.camera import Camera
 from sonic_bridge.vision.converse import DirectConverse, SdkConverse, VisionModel
 from sonic_bridge.vision.look import LookTool

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sonic_bridge.ring import _fence, new_memfd
+from sonic_bridge.ipc.ring import _fence, new_memfd
 
 _SEQ, _CAPACITY, _NUMBER, _HEIGHT, _WIDTH, _FORMAT, _CAPTURED = range(7)
 _HEADER = 64

@@ -15,16 +15,16 @@ from collections.abc import Callable
 from typing import Any
 
 from sonic_bridge import errors
-from sonic_bridge.backends.aws import (
+from sonic_bridge.engines.aws import (
     Boto3Credentials,
     FakeServiceCredentials,
-    _crt_transport,
     credentials_for,
+    crt_transport,
     endpoint_for,
     map_exception,
 )
-from sonic_bridge.backends.base import BackendError
-from sonic_bridge.config import BridgeConfig
+from sonic_bridge.engines.failures import BackendError
+from sonic_bridge.host.config import BridgeConfig
 
 log = logging.getLogger("sonic_bridge.cascade")
 # Failures of the cascade's services that a new stream or a retry can help with (besides backends.base's).
@@ -84,7 +84,7 @@ class CascadeClients:
         try:
             self.credentials = credentials_for(config)
             await self.credentials.get_identity()  # fail early, with a clear message, when there are none
-            self.transport = self._transport_factory() if self._transport_factory else _crt_transport(config.ca_file)
+            self.transport = self._transport_factory() if self._transport_factory else crt_transport(config.ca_file)
             common = {"region": config.region, "transport": self.transport,
                       "aws_credentials_identity_resolver": self.credentials}
             self.transcribe = AsyncTranscribeStreamingClient(config=await AsyncTranscribeStreamingConfig.resolve(

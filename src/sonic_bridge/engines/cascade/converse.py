@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sonic_bridge import errors
-from sonic_bridge.backends.base import BackendError
 from sonic_bridge.engines.cascade.clients import classify
 from sonic_bridge.engines.cascade.settings import CascadeSettings
+from sonic_bridge.engines.failures import BackendError
 from sonic_bridge.settings import Tool
 
 Msg = dict[str, Any]

@@ -24,19 +24,19 @@ from typing import Any
 
 from sonic_bridge import errors
 from sonic_bridge import events as ev
-from sonic_bridge import messages as msg
-from sonic_bridge.activity import Activity
-from sonic_bridge.audio import Converter
-from sonic_bridge.backends.base import BackendError
-from sonic_bridge.config import BridgeConfig
 from sonic_bridge.engines.cascade.clients import CascadeClients
 from sonic_bridge.engines.cascade.converse import Msg
 from sonic_bridge.engines.cascade.reply import Reply, ReplyContext
 from sonic_bridge.engines.cascade.transcribe import RATE, Heard, TranscribeStream
-from sonic_bridge.history import Message, sanitize, tool_call_line, tool_result_line
-from sonic_bridge.outbox import Outbox
-from sonic_bridge.runner import PENDING_AUDIO_SECONDS, FailureBudget
+from sonic_bridge.engines.failures import BackendError
+from sonic_bridge.engines.sonic.history import Message, sanitize, tool_call_line, tool_result_line
+from sonic_bridge.engines.sonic.session_manager import PENDING_AUDIO_SECONDS, FailureBudget
+from sonic_bridge.host.config import BridgeConfig
+from sonic_bridge.ipc import messages as msg
 from sonic_bridge.settings import SessionSettings
+from sonic_bridge.worker.activity import Activity
+from sonic_bridge.worker.audio import Converter
+from sonic_bridge.worker.outbox import Outbox
 
 log = logging.getLogger("sonic_bridge.cascade")
 CLOSE_DRAIN_SECONDS = 2.0

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sonic_bridge import events as ev
-from sonic_bridge.backends.base import BackendError
 from sonic_bridge.engines.cascade import converse, polly
 from sonic_bridge.engines.cascade.converse import Msg
 from sonic_bridge.engines.cascade.sentences import SentenceSplitter
 from sonic_bridge.engines.cascade.settings import CascadeSettings
+from sonic_bridge.engines.failures import BackendError
 from sonic_bridge.settings import SessionSettings
 
 log = logging.getLogger("sonic_bridge.cascade")

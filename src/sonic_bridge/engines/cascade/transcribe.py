@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sonic_bridge import errors
-from sonic_bridge.backends.base import BackendError
 from sonic_bridge.engines.cascade.clients import classify
 from sonic_bridge.engines.cascade.settings import CascadeSettings
+from sonic_bridge.engines.failures import BackendError
 
 RATE = 16000
 MAX_CHUNK = 6400  # bytes per AudioEvent: 200 ms at 16 kHz, inside the service's recommended 50-200 ms

@@ -19,10 +19,11 @@ import os
 import time
 from typing import Any
 
-from sonic_bridge import codec, errors
+from sonic_bridge import errors
 from sonic_bridge import events as ev
-from sonic_bridge import messages as msg
-from sonic_bridge.ring import Doorbell, SharedRing
+from sonic_bridge.ipc import codec
+from sonic_bridge.ipc import messages as msg
+from sonic_bridge.ipc.ring import Doorbell, SharedRing
 
 WorkerMessage = ev.Event | msg.LogLine | msg.AudioAccounted
 

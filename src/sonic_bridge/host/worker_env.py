@@ -16,8 +16,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sonic_bridge import handshake, launch
 from sonic_bridge._version import __version__
+from sonic_bridge.host import launch
+from sonic_bridge.ipc import handshake
 
 MIN_WORKER = (3, 12)
 

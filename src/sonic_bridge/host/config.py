@@ -11,8 +11,9 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
-from sonic_bridge import checks, models
+from sonic_bridge import checks
 from sonic_bridge.engines.cascade.settings import CascadeSettings
+from sonic_bridge.engines.sonic import models
 from sonic_bridge.events import SampleFormat
 from sonic_bridge.settings import SessionSettings
 from sonic_bridge.vision.settings import VisionSettings
@@ -197,7 +198,7 @@ class BridgeConfig:
     @property
     def python(self) -> str:
         """The worker's interpreter, as the bridge will launch it (see worker_python)."""
-        from sonic_bridge.launch import worker_python
+        from sonic_bridge.host.launch import worker_python
 
         return worker_python(self.worker_python)
 

@@ -22,16 +22,17 @@ import time
 
 from sonic_bridge import errors
 from sonic_bridge import events as ev
-from sonic_bridge import messages as msg
-from sonic_bridge.activity import Activity
-from sonic_bridge.audio import Converter
-from sonic_bridge.backends.base import Backend, BackendError, Stream
-from sonic_bridge.config import BridgeConfig
-from sonic_bridge.history import Message, tool_call_line, tool_result_line
-from sonic_bridge.outbox import Outbox
-from sonic_bridge.protocol import JsonEvent, ProtocolError, SonicSession, dumps
+from sonic_bridge.engines.failures import BackendError
+from sonic_bridge.engines.sonic.backends.base import Backend, Stream
+from sonic_bridge.engines.sonic.history import Message, tool_call_line, tool_result_line
+from sonic_bridge.engines.sonic.protocol import JsonEvent, ProtocolError, SonicSession, dumps
+from sonic_bridge.host.config import BridgeConfig
+from sonic_bridge.ipc import messages as msg
 from sonic_bridge.settings import SessionSettings
 from sonic_bridge.vision.look import LookTool, session_with_look
+from sonic_bridge.worker.activity import Activity
+from sonic_bridge.worker.audio import Converter
+from sonic_bridge.worker.outbox import Outbox
 
 log = logging.getLogger("sonic_bridge.runner")
 

@@ -20,8 +20,8 @@ import numpy as np
 import numpy.typing as npt
 
 from sonic_bridge import events as ev
-from sonic_bridge.client import SonicBridge
-from sonic_bridge.config import BridgeConfig
+from sonic_bridge.host.client import SonicBridge
+from sonic_bridge.host.config import BridgeConfig
 
 Frame = npt.NDArray[np.uint8]
 QUESTION = "What do you see?"

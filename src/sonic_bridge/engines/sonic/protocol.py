@@ -19,8 +19,8 @@ from typing import Any
 
 from sonic_bridge import errors, jsonval
 from sonic_bridge import events as ev
-from sonic_bridge import history as hist
-from sonic_bridge.captions import Captioner
+from sonic_bridge.engines.sonic import history as hist
+from sonic_bridge.engines.sonic.captions import Captioner
 from sonic_bridge.settings import SessionSettings
 
 JsonEvent = dict[str, Any]

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from sonic_bridge import events as ev
-from sonic_bridge import launch, worker_env
 from sonic_bridge._version import __version__
-from sonic_bridge.client import SonicBridge
-from sonic_bridge.config import BridgeConfig
+from sonic_bridge.host import launch, worker_env
+from sonic_bridge.host.client import SonicBridge
+from sonic_bridge.host.config import BridgeConfig
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 from sonic_bridge import events as ev
 from sonic_bridge import jsonval
-from sonic_bridge import messages as msg
+from sonic_bridge.ipc import messages as msg
 
 
 class CodecError(ValueError):

@@ -22,13 +22,14 @@ import os
 import sys
 from typing import cast
 
-from sonic_bridge import codec, errors, handshake
+from sonic_bridge import errors
 from sonic_bridge import events as ev
-from sonic_bridge import messages as msg
 from sonic_bridge._version import __version__
-from sonic_bridge.config import BridgeConfig
-from sonic_bridge.outbox import Outbox, RingLogHandler
-from sonic_bridge.ring import Doorbell, SharedRing
+from sonic_bridge.host.config import BridgeConfig
+from sonic_bridge.ipc import codec, handshake
+from sonic_bridge.ipc import messages as msg
+from sonic_bridge.ipc.ring import Doorbell, SharedRing
+from sonic_bridge.worker.outbox import Outbox, RingLogHandler
 
 log = logging.getLogger("sonic_bridge.worker")
 HEARTBEAT_SECONDS = 0.1
@@ -45,7 +46,7 @@ SDK_MODULES = (
     "aws_sdk_bedrock_runtime.client",
     "aws_sdk_bedrock_runtime.config",
     "aws_sdk_bedrock_runtime.models",
-    "sonic_bridge.backends.aws",
+    "sonic_bridge.engines.sonic.backends.aws",
 )
 CASCADE_MODULES = (  # engine "cascade": Transcribe and Polly besides Bedrock
     "aws_sdk_transcribe_streaming.client",
@@ -91,7 +92,7 @@ def _import_backend(config: BridgeConfig) -> None:
 
 
 def _missing_sdk_message(exc: ImportError) -> str:
-    from sonic_bridge.launch import default_worker_env_dir
+    from sonic_bridge.host.launch import default_worker_env_dir
 
     return (
         f"the worker's Python {sys.version.split()[0]} at {sys.executable} cannot import the AWS SDK ({exc}): "
@@ -128,8 +129,8 @@ def _lower_priority() -> None:
 
 async def _set_up(config: BridgeConfig, outbox: Outbox, status: SharedRing) -> object | None:
     """Import and build the backend and resolve its credentials; None (reported) when that fails."""
-    from sonic_bridge.backends import BackendError
     from sonic_bridge.engines.base import make_backend
+    from sonic_bridge.engines.failures import BackendError
 
     def refuse(code: str, message: str) -> None:
         outbox.send(ev.Error(code, message, recoverable=False))
@@ -194,8 +195,8 @@ async def _session_config(inbound: SharedRing, in_bell: Doorbell, host_gone: asy
 async def serve(config: BridgeConfig, inbound: SharedRing, in_bell: Doorbell, outbox: Outbox,
                 status: SharedRing, life_fd: int, video_slot: int | None = None, *, pooled: bool = False) -> int:
     """Serve one session. ``pooled``: ``config`` is a template; set up for it, then wait for the session's own."""
-    from sonic_bridge.backends import Backend
     from sonic_bridge.engines.base import Engine, make_engine
+    from sonic_bridge.engines.sonic.backends import Backend
     from sonic_bridge.vision.setup import make_look
     from sonic_bridge.vision.slot import FrameSlot
 

@@ -21,13 +21,13 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sonic_bridge import handshake
 from sonic_bridge._version import __version__
-from sonic_bridge.config import BridgeConfig
-from sonic_bridge.ring import Doorbell, SharedRing
+from sonic_bridge.host.config import BridgeConfig
+from sonic_bridge.ipc import handshake
+from sonic_bridge.ipc.ring import Doorbell, SharedRing
 
 if TYPE_CHECKING:
-    from sonic_bridge.client import _Worker
+    from sonic_bridge.host.client import _Worker
     from sonic_bridge.vision.slot import FrameSlot
 
 log = logging.getLogger("sonic_bridge.pool")
@@ -196,7 +196,7 @@ class WorkerPool:
         return item.outbound.status() == handshake.IDLE
 
     def _fill(self) -> None:
-        from sonic_bridge.client import start_pooled_worker
+        from sonic_bridge.host.client import start_pooled_worker
 
         while not self._closed and self._failures < GIVE_UP_AFTER:
             with self._lock:

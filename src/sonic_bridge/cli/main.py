@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from sonic_bridge.config import BridgeConfig, FakeOptions
 from sonic_bridge.fake.model import FakeError
+from sonic_bridge.host.config import BridgeConfig, FakeOptions
 from sonic_bridge.settings import SessionSettings
 
 
@@ -46,7 +46,7 @@ def _add_session_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sonic_bridge.demo import default_script, format_table, load_input, run_demo, stderr_progress
+    from sonic_bridge.cli.demo import default_script, format_table, load_input, run_demo, stderr_progress
 
     config = _bridge_config(args)
     if args.camera:
@@ -85,8 +85,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _camera_demo(args: argparse.Namespace, config: BridgeConfig) -> int:
     import dataclasses
 
-    from sonic_bridge.camera_demo import QUESTION, run_camera_demo
-    from sonic_bridge.demo import load_input, stderr_progress
+    from sonic_bridge.cli.camera_demo import QUESTION, run_camera_demo
+    from sonic_bridge.cli.demo import load_input, stderr_progress
     from sonic_bridge.vision.settings import VisionSettings
 
     config = dataclasses.replace(config, vision=VisionSettings(enabled=True, model_id=args.vision_model))
@@ -218,7 +218,7 @@ def cmd_fake_server(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from sonic_bridge.doctor import Check, run_checks
+    from sonic_bridge.cli.doctor import Check, run_checks
 
     config = _bridge_config(args)
     if args.via_sdk:
@@ -242,7 +242,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_worker_env(args: argparse.Namespace) -> int:
-    from sonic_bridge.worker_env import WorkerEnvError, create
+    from sonic_bridge.host.worker_env import WorkerEnvError, create
 
     def progress(line: str) -> None:
         sys.stderr.write(f"worker-env: {line}\n")
@@ -257,7 +257,7 @@ def cmd_worker_env(args: argparse.Namespace) -> int:
 
 
 def _default_note(env_dir: str | None) -> str:
-    from sonic_bridge.launch import default_worker_env_dir
+    from sonic_bridge.host.launch import default_worker_env_dir
 
     if env_dir is None or os.path.abspath(env_dir) == default_worker_env_dir():
         return ""
@@ -266,7 +266,7 @@ def _default_note(env_dir: str | None) -> str:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from sonic_bridge.bench.report import run
-    from sonic_bridge.demo import stderr_progress
+    from sonic_bridge.cli.demo import stderr_progress
 
     out = Path(args.out)
     run(out, args.quick, stderr_progress)

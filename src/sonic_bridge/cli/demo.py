@@ -22,8 +22,8 @@ import soundfile
 import soxr
 
 from sonic_bridge import events as ev
-from sonic_bridge.client import SonicBridge
-from sonic_bridge.config import HOST_RATES, BridgeConfig
+from sonic_bridge.host.client import SonicBridge
+from sonic_bridge.host.config import HOST_RATES, BridgeConfig
 
 log = logging.getLogger("sonic_bridge.demo")
 CYCLE = 0.02

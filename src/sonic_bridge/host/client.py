@@ -32,17 +32,19 @@ from typing import IO, Any
 
 import numpy as np
 
-from sonic_bridge import codec, errors, handshake, launch
+from sonic_bridge import errors
 from sonic_bridge import events as ev
-from sonic_bridge import messages as msg
 from sonic_bridge._version import __version__
-from sonic_bridge.config import HOST_RATES, BridgeConfig
-from sonic_bridge.history import Message, tool_call_line, tool_result_line
-from sonic_bridge.pool import PooledWorker, WorkerPool
-from sonic_bridge.protocol import tool_result_text
-from sonic_bridge.ring import Doorbell, SharedRing
+from sonic_bridge.engines.sonic.history import Message, tool_call_line, tool_result_line
+from sonic_bridge.engines.sonic.protocol import tool_result_text
+from sonic_bridge.host import launch
+from sonic_bridge.host.config import HOST_RATES, BridgeConfig
+from sonic_bridge.host.pool import PooledWorker, WorkerPool
+from sonic_bridge.host.supervise import Supervisor
+from sonic_bridge.ipc import codec, handshake
+from sonic_bridge.ipc import messages as msg
+from sonic_bridge.ipc.ring import Doorbell, SharedRing
 from sonic_bridge.settings import Inference, Tool
-from sonic_bridge.supervise import Supervisor
 from sonic_bridge.vision.sampler import KeepEvery
 from sonic_bridge.vision.slot import FORMATS as VIDEO_FORMATS
 from sonic_bridge.vision.slot import FrameSlot, frame_pixels
