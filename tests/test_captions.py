@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge, codec
+from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge
 from sonic_bridge import events as ev
 from sonic_bridge.engines.sonic.captions import START_RATE, Captioner
 from sonic_bridge.engines.sonic.protocol import INTERRUPTED_MARKER, SonicSession
+from sonic_bridge.ipc import codec
 from tests.fake_driver import silence16, tone16
 from tests.helpers import has_state, run_until
 

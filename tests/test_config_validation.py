@@ -16,8 +16,9 @@ import trustme
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge, Tool, models
+from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge, Tool
 from sonic_bridge import events as ev
+from sonic_bridge.engines.sonic import models
 from sonic_bridge.engines.sonic.history import Message
 from sonic_bridge.settings import Inference
 from tests.fake_driver import silence16

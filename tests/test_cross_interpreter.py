@@ -28,7 +28,8 @@ def test_the_host_side_runs_on_311_and_never_imports_an_aws_package() -> None:
         assert sys.version_info[:2] == (3, 11), sys.version
         assert importlib.util.find_spec("aws_sdk_bedrock_runtime") is None, "the host env must not have the SDK"
         assert importlib.util.find_spec("boto3") is None
-        import sonic_bridge, sonic_bridge.client, sonic_bridge.ring, sonic_bridge.codec, sonic_bridge.protocol
+        import sonic_bridge, sonic_bridge.host.client, sonic_bridge.ipc.ring, sonic_bridge.ipc.codec
+        import sonic_bridge.engines.sonic.protocol
         from sonic_bridge import SonicBridge, BridgeConfig
         aws = ("aws_sdk_bedrock_runtime", "smithy_core", "awscrt", "boto3")
         bad = [m for m in sys.modules if m.split(".")[0] in aws]

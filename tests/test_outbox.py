@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge, Tool, codec, errors
+from sonic_bridge import BridgeConfig, FakeOptions, SessionSettings, SonicBridge, Tool, errors
 from sonic_bridge import events as ev
+from sonic_bridge.ipc import codec
 from sonic_bridge.ipc import messages as msg
 from sonic_bridge.ipc.ring import Doorbell, SharedRing
 from sonic_bridge.worker.outbox import Outbox

@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sonic_bridge import BridgeConfig, SessionSettings, Tool, codec
+from sonic_bridge import BridgeConfig, SessionSettings, Tool
 from sonic_bridge import events as ev
 from sonic_bridge.fake import looking, speech
 from sonic_bridge.fake.scenario import TurnPlan
+from sonic_bridge.ipc import codec
 from sonic_bridge.vision.camera import Camera
 from sonic_bridge.vision.converse import VisionError
 from sonic_bridge.vision.encoder import encode_jpeg, target_size

@@ -54,7 +54,7 @@ class AudioOut:
     """Reply audio in the host's chosen output format (mono), with the caption it carries.
 
     ``text`` holds the reply's words estimated to start in this chunk (Nova Sonic has no word timestamps:
-    see ``sonic_bridge.captions``): show it when the chunk starts playing, and the words on screen follow the
+    see ``engines.sonic.captions``): show it when the chunk starts playing, and the words on screen follow the
     voice. Concatenated in order, a response's chunks give its spoken text, ending where an interruption cut
     the audio. ``text_offset`` is where ``text`` starts in that text (its characters before this chunk).
     """

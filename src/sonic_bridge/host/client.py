@@ -192,7 +192,7 @@ class SonicBridge:
     """
 
     def __init__(self, config: BridgeConfig | None = None, *, pool: WorkerPool | None = None) -> None:
-        """``pool``: pre-started workers to take one from at start() when its set-up fits (see sonic_bridge.pool)."""
+        """``pool``: pre-started workers to take one from at start() when its set-up fits (see host.pool)."""
         self.config = config if config is not None else BridgeConfig()
         self._pool = pool
         if not isinstance(self.config, BridgeConfig):

@@ -74,7 +74,7 @@ class BridgeConfig:
     ca_file: str | None = None  # extra CA to trust, e.g. the fake server's test CA
     profile: str | None = None  # AWS shared-config profile
     # Interpreter of the worker. Default: the host's own on Python >= 3.12, else the environment that
-    # `sonic-bridge worker-env` made (sonic_bridge.launch.default_worker_env_dir()) when it exists.
+    # `sonic-bridge worker-env` made (sonic_bridge.host.launch.default_worker_env_dir()) when it exists.
     worker_python: str | None = None
     worker_env: dict[str, str] = field(default_factory=dict)  # extra environment variables for the worker
     output_sample_rate: int = 24000  # reply audio as the host wants it

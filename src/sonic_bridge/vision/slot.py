@@ -16,7 +16,7 @@ Layout (u64 words, little-endian), then the pixels:
     64 bytes in: height * width * 3 bytes of pixels, rows packed
 
 The memfd is as large as the largest frame allowed, but only the pages a frame touches take memory.
-Publication on weakly ordered CPUs uses the rings' fence (see ``sonic_bridge.ring``).
+Publication on weakly ordered CPUs uses the rings' fence (see ``sonic_bridge.ipc.ring``).
 """
 
 from __future__ import annotations

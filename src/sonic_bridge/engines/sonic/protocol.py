@@ -166,7 +166,7 @@ class SonicSession:
     ``response_prefix`` and ``first_turn`` let a session manager keep ids unique and turn numbers
     continuous across renewed streams.
 
-    ``captions``: each AudioOut carries the words estimated to start in it (``sonic_bridge.captions``). Then the
+    ``captions``: each AudioOut carries the words estimated to start in it (``engines.sonic.captions``). Then the
     newest chunk of an audio block is held back until the next service event (or ``flush_audio``), so that what
     the estimate left over when the block ends travels with the block's last chunk, and is dropped with it
     when the next event says the reply was cut off.
