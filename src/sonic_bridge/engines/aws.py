@@ -23,10 +23,11 @@ REFRESH_MARGIN = dt.timedelta(minutes=5)
 class Boto3Credentials:
     """An SDK identity resolver backed by boto3's credential chain (env, profiles, SSO, process, IMDS...)."""
 
-    def __init__(self, profile: str | None) -> None:
+    def __init__(self, profile: str | None, *, fake_when_none: bool = False) -> None:
         import boto3
 
         self._session = boto3.Session(profile_name=profile) if profile else boto3.Session()
+        self._fake_when_none = fake_when_none  # the built-in fakes: a fixed identity when the chain finds none
         self._cached: Any = None
         self._refresh_at = dt.datetime.min.replace(tzinfo=dt.UTC)
         self.source = ""
@@ -38,6 +39,12 @@ class Boto3Credentials:
         if self._cached is not None and now < self._refresh_at:
             return self._cached  # the SDK asks once per signed event: never resolve on the hot path
         creds = await asyncio.to_thread(self._session.get_credentials)
+        if creds is None and self._fake_when_none:
+            self.source = FakeServiceCredentials.source
+            self._refresh_at = now + dt.timedelta(hours=1)
+            self._cached = await FakeServiceCredentials().get_identity()
+            log.info("no AWS credentials found: the built-in fakes take a fixed identity")
+            return self._cached
         if creds is None:
             raise BackendError(errors.NO_CREDENTIALS, "no AWS credentials found: set AWS_ACCESS_KEY_ID/"
                                "AWS_SECRET_ACCESS_KEY, a profile (AWS_PROFILE or the profile setting), SSO, or an "
@@ -69,8 +76,7 @@ class Boto3Credentials:
 
 
 class FakeServiceCredentials:
-    """The identity the SDK signs with when it talks to the built-in fakes in process (backend "fake"): they
-    check no account, so a fresh machine without AWS credentials runs the demo and the tests."""
+    """The identity the SDK signs with for the built-in fakes in process when no credentials are set up."""
 
     source = "the built-in fakes"
     expiration: dt.datetime | None = None
@@ -84,9 +90,10 @@ class FakeServiceCredentials:
         return None
 
 
-def credentials_for(config: BridgeConfig) -> Boto3Credentials | FakeServiceCredentials:
-    """boto3's chain for the real services; the fakes' fixed identity for backend "fake"."""
-    return FakeServiceCredentials() if config.backend == "fake" else Boto3Credentials(config.profile)
+def credentials_for(config: BridgeConfig) -> Boto3Credentials:
+    """boto3's chain; for backend "fake" (the fakes in process check no account) the fixed identity of
+    FakeServiceCredentials when the chain has nothing, so a fresh machine runs the demo and the tests."""
+    return Boto3Credentials(config.profile, fake_when_none=config.backend == "fake")
 
 
 def crt_transport(ca_file: str | None) -> Any:

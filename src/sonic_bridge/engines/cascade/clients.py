@@ -17,7 +17,6 @@ from typing import Any
 from sonic_bridge import errors
 from sonic_bridge.engines.aws import (
     Boto3Credentials,
-    FakeServiceCredentials,
     credentials_for,
     crt_transport,
     endpoint_for,
@@ -60,7 +59,7 @@ class CascadeClients:
     def __init__(self, config: BridgeConfig, transport_factory: Callable[[], Any] | None = None) -> None:
         self.config = config
         self._transport_factory = transport_factory
-        self.credentials: Boto3Credentials | FakeServiceCredentials | None = None
+        self.credentials: Boto3Credentials | None = None
         self.transport: Any = None
         self.transcribe: Any = None
         self.bedrock: Any = None

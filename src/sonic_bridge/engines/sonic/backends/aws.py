@@ -15,7 +15,6 @@ from typing import Any
 from sonic_bridge import errors
 from sonic_bridge.engines.aws import (
     Boto3Credentials,
-    FakeServiceCredentials,
     credentials_for,
     crt_transport,
     endpoint_for,
@@ -88,7 +87,7 @@ class AwsBackend:
         self.config = config
         self._transport_factory = transport_factory
         self._client: Any = None
-        self.credentials: Boto3Credentials | FakeServiceCredentials | None = None
+        self.credentials: Boto3Credentials | None = None
         self.transport: Any = None
 
     async def _ensure_client(self) -> Any:
