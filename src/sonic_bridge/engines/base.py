@@ -20,6 +20,11 @@ class Engine(Protocol):
         """Serve until the host closes or the session fails for good (then its Error has been sent)."""
         ...
 
+    def end_of_batch(self) -> None:
+        """The worker has read every command the host had queued: audio taken in since the last call may go
+        out now, together (fewer events and wake-ups per second of audio)."""
+        ...
+
     def report_audio(self) -> None:
         """Send the tally of the host's audio frames (sent to a stream, or dropped with a reason)."""
         ...

@@ -35,7 +35,10 @@ log = logging.getLogger("sonic_bridge.worker")
 HEARTBEAT_SECONDS = 0.1
 ACCOUNT_SECONDS = 1.0
 AUTOGROUP_NICE = 10
-AUDIO_TICK_SECONDS = 0.02  # user audio waits at most this long in the ring (the host does not ring for it)
+# User audio waits at most this long in the ring (the host does not ring for it); what one tick reads goes to
+# the service as one event: at 40 ms, two 20 ms host frames, half the wake-ups, events and writes of 20 ms
+# (worker CPU -44 % measured), for at most 20 ms more delay before the service hears them.
+AUDIO_TICK_SECONDS = 0.04
 FD_NAMES = ("in-ring", "in-bell", "out-ring", "out-bell", "life", "config")
 OPTIONAL_FD_NAMES = ("video-slot",)  # the latest camera frame, only when vision is enabled
 SDK_MODULES = (
@@ -267,6 +270,7 @@ async def serve(config: BridgeConfig, inbound: SharedRing, in_bell: Doorbell, ou
                     continue
                 if isinstance(command, msg.AudioIn | msg.TextIn | msg.ToolResultIn | msg.CloseIn | msg.SettingsIn):
                     runner.handle(command)
+            runner.end_of_batch()
             await wake.wait()
 
     def tick() -> None:

@@ -49,7 +49,8 @@ class Link:
         self.number = number
         self.stream = stream
         self.opened_at = time.monotonic()
-        self.queue: asyncio.Queue[tuple[bytes, bool] | None] = asyncio.Queue()  # (pcm, a host frame?)
+        # (pcm, the host frames it holds: none for keep-alive silence)
+        self.queue: asyncio.Queue[tuple[bytes, list[bytes]] | None] = asyncio.Queue()
         self.failure: asyncio.Future[BackendError | None] = asyncio.get_running_loop().create_future()
         self.retired = False
         self.tasks: list[asyncio.Task[None]] = []
@@ -76,6 +77,7 @@ class CascadeEngine:
         self._to_host = Converter(config.output_sample_rate, config.output_format)
         self.activity = Activity()
         self._pending: collections.deque[bytes] = collections.deque()
+        self._batch: list[bytes] = []  # this tick's user audio, for the current link (end_of_batch)
         self._pending_bytes = 0
         self._pending_limit = int(PENDING_AUDIO_SECONDS * RATE * 2)
         self.sent_frames = 0
@@ -102,7 +104,9 @@ class CascadeEngine:
     def handle(self, command: msg.Command) -> None:
         if isinstance(command, msg.AudioIn):
             self._audio(command)
-        elif isinstance(command, msg.TextIn):
+            return
+        self.end_of_batch()  # audio that came before a command goes out before it
+        if isinstance(command, msg.TextIn):
             self._typed(command.text)
         elif isinstance(command, msg.ToolResultIn):
             self._tool_result(command.tool_use_id, command.content)
@@ -125,7 +129,18 @@ class CascadeEngine:
                 self._pending_bytes -= len(self._pending.popleft())
                 self._drop("no Transcribe stream for more than 60 s")
             return
-        link.queue.put_nowait((pcm, True))
+        self._batch.append(pcm)
+
+    def end_of_batch(self) -> None:
+        """The audio of one worker tick as one AudioEvent (half the events per second of audio)."""
+        if not self._batch:
+            return
+        frames, self._batch = self._batch, []
+        if self.link is None:  # (cannot happen between a tick's reads; kept safe)
+            self._pending.extend(frames)
+            self._pending_bytes += sum(len(f) for f in frames)
+            return
+        self.link.queue.put_nowait((b"".join(frames), frames))
 
     def _drop(self, reason: str) -> None:
         self.dropped_frames += 1
@@ -191,7 +206,8 @@ class CascadeEngine:
     def _switch_to(self, link: Link) -> None:
         self.link = link
         while self._pending:
-            link.queue.put_nowait((self._pending.popleft(), True))
+            pcm = self._pending.popleft()
+            link.queue.put_nowait((pcm, [pcm]))
         self._pending_bytes = 0
         self._state(ev.BridgeState.READY)
 
@@ -289,28 +305,27 @@ class CascadeEngine:
             try:
                 item = await asyncio.wait_for(link.queue.get(), KEEPALIVE_SECONDS)
             except TimeoutError:
-                item = (bytes(int(0.1 * RATE) * 2), False)  # the host sends nothing: keep the stream alive
+                item = (bytes(int(0.1 * RATE) * 2), [])  # the host sends nothing: keep the stream alive
             if item is None:
                 return
-            pcm, frame = item
+            pcm, frames = item
             try:
                 await link.stream.send(pcm)
             except BackendError as exc:
-                if frame:
+                for _frame in frames:
                     self._drop("the Transcribe stream failed while sending it")
                 self._salvage(link)
                 link.fail(exc)
                 return
-            if frame:
-                self.sent_frames += 1
+            self.sent_frames += len(frames)
 
     def _salvage(self, link: Link) -> None:
         """Host audio still queued for a failed stream goes to the next one, ahead of newer audio."""
         left: list[bytes] = []
         while not link.queue.empty():
             item = link.queue.get_nowait()
-            if item is not None and item[1]:
-                left.append(item[0])
+            if item is not None:
+                left.extend(item[1])
         for pcm in reversed(left):
             self._pending.appendleft(pcm)
             self._pending_bytes += len(pcm)

@@ -73,7 +73,7 @@ class Link:
         self.session = session
         self.opened_at = time.monotonic()
         # (events, the user audio they carry or None); None alone stops the writer
-        self.queue: asyncio.Queue[tuple[list[JsonEvent], bytes | None] | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[list[JsonEvent], list[bytes] | None] | None] = asyncio.Queue()
         self.failure: asyncio.Future[BackendError | None] = asyncio.get_running_loop().create_future()
         self.retired = False
         self.tasks: list[asyncio.Task[None]] = []
@@ -84,8 +84,8 @@ class Link:
         if not self.failure.done():
             self.failure.set_result(error)
 
-    def send(self, batch: list[JsonEvent], audio: bytes | None = None) -> None:
-        """Queue events for the writer; ``audio`` marks a host frame, counted once the stream took it."""
+    def send(self, batch: list[JsonEvent], audio: list[bytes] | None = None) -> None:
+        """Queue events for the writer; ``audio``: the host frames they carry, counted once the stream took them."""
         if batch:
             self.queue.put_nowait((batch, audio))
 
@@ -115,6 +115,7 @@ class SessionRunner:
         self._replay_limit = int(REPLAY_SECONDS * rate * 2)
         # Intents that arrived while no stream was ready, in order.
         self._pending: collections.deque[Pending] = collections.deque()
+        self._batch: list[bytes] = []  # this tick's user audio, for the current link (end_of_batch)
         self._pending_bytes = 0
         self._pending_limit = int(PENDING_AUDIO_SECONDS * rate * 2)
         self.sent_frames = 0
@@ -148,7 +149,9 @@ class SessionRunner:
     def handle(self, command: msg.Command) -> None:
         if isinstance(command, msg.AudioIn):
             self._audio(command)
-        elif isinstance(command, msg.TextIn):
+            return
+        self.end_of_batch()  # audio that came before a command goes to the stream before it
+        if isinstance(command, msg.TextIn):
             self._text(command.text)
         elif isinstance(command, msg.ToolResultIn):
             self._tool_result(command.tool_use_id, command.content)
@@ -189,7 +192,21 @@ class SessionRunner:
             while self._pending_bytes > self._pending_limit:
                 self._drop_oldest_pending_audio()
             return
-        link.send(link.session.audio(pcm), audio=pcm)
+        self._batch.append(pcm)
+
+    def end_of_batch(self) -> None:
+        """The audio of one worker tick (two host frames at 20 ms) as one audioInput event: half the events,
+        encodings and writes per second of audio; the tick bounds the added delay (worker.main)."""
+        if not self._batch:
+            return
+        frames, self._batch = self._batch, []
+        link = self.link
+        if link is None or self._closing.is_set():  # (cannot happen between a tick's reads; kept safe)
+            for pcm in frames:
+                self._pending.append(pcm)
+                self._pending_bytes += len(pcm)
+            return
+        link.send(link.session.audio(b"".join(frames)), audio=frames)
 
     def _drop_oldest_pending_audio(self) -> None:
         for i, payload in enumerate(self._pending):
@@ -336,7 +353,7 @@ class SessionRunner:
         while self._pending:
             payload = self._pending.popleft()
             if isinstance(payload, bytes):
-                link.send(link.session.audio(payload), audio=payload)
+                link.send(link.session.audio(payload), audio=[payload])
             elif isinstance(payload, str):
                 self._text(payload)
             else:
@@ -454,13 +471,13 @@ class SessionRunner:
                 for event in batch:
                     await link.stream.send(dumps(event))
             except (BackendError, OSError) as exc:
-                if audio is not None:
+                for _frame in audio or ():
                     self._drop("the stream failed while sending it")
                 self._salvage(link)
                 link.fail(_as_backend_error(exc, "send"))
                 return
             if audio is not None:
-                self.sent_frames += 1
+                self.sent_frames += len(audio)
 
     def _salvage(self, link: Link) -> None:
         """User audio still queued for a failed stream goes to the next one, ahead of newer audio."""
@@ -470,7 +487,7 @@ class SessionRunner:
         while not link.queue.empty():
             item = link.queue.get_nowait()
             if item is not None and item[1] is not None:
-                left.append(item[1])
+                left.extend(item[1])
         for pcm in reversed(left):
             self._pending.appendleft(pcm)
             self._pending_bytes += len(pcm)
