@@ -43,7 +43,8 @@ version_ok() {  # interpreter, minor, exact?
     if [ -n "$3" ]; then [ "$got" -eq "$2" ]; else [ "$got" -ge "$2" ]; fi
 }
 
-stamp_of() { sha256sum "$ROOT/pyproject.toml" | cut -c1-16; }
+# What the install depends on: the dependencies and the compiled hot path.
+stamp_of() { cat "$ROOT/pyproject.toml" "$ROOT/hatch_build.py" "$ROOT/src/sonic_bridge/ipc/_hotpath.c" | sha256sum | cut -c1-16; }
 
 ensure_venv() {  # venv dir, interpreter, extras
     local dir="$1" py="$2" extras="$3" stamp

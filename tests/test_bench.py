@@ -38,6 +38,9 @@ def test_the_quick_bench_writes_results_plots_and_a_summary(tmp_path: Path) -> N
     assert [p["size"] for p in results["vision"]["push_video"]] == ["640x480", "1280x720"]
     assert all(p["paced_all_us"]["p99"] > 0 for p in results["vision"]["push_video"])
     assert [e["sent_as"] for e in results["vision"]["encode"]] == ["640x480", "640x360", "640x360"]
+    paths = [h["path"] for h in results["host_paths"]]
+    assert paths in (["compiled", "python"], ["python"])  # the compiled path whenever it is built
+    assert all(h["cold_push_us"]["n"] == 100 and h["cold_push_us"]["p50"] > 0 for h in results["host_paths"])
     engines = {e["engine"]: e for e in results["engines"]}
     assert set(engines) == {"sonic", "cascade"} and all(e["turns"] == 1 and e["dropped_frames"] == 0
                                                          for e in engines.values())

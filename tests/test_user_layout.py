@@ -71,6 +71,15 @@ def test_the_host_venv_is_311_with_the_installed_package_and_no_aws_package(layo
     assert out.strip().endswith("[]")
 
 
+def test_the_wheel_ships_the_compiled_hot_path_for_both_interpreters(layout: Layout) -> None:
+    # Built from source with the machine's compiler (hatch_build.py), one abi3 extension for 3.11 and 3.12.
+    assert "-abi3-" in layout.wheel.name, layout.wheel.name
+    code = "import sys, sonic_bridge.ipc.ring as r; print(sys.version_info[:2], r._hotpath.__file__)"
+    for python in (layout.host, layout.worker_env / "bin" / "python"):
+        out = run([str(python), "-c", code], env=layout.env, cwd=layout.wheel.parent).stdout
+        assert "site-packages/sonic_bridge/ipc/_hotpath.abi3.so" in out, out
+
+
 def test_a_conversation_through_the_sdk_in_the_worker_env_found_by_default(layout: Layout) -> None:
     out = run([str(layout.host), str(ROOT / "tests" / "installed_host.py"), "via-sdk"], env=layout.env,
               cwd=layout.wheel.parent, timeout=120).stdout

@@ -33,12 +33,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import importlib
 import mmap
 import os
 import platform
 import struct
 import time
 from collections.abc import Callable
+from typing import Any
 
 _WRITE, _READ, _HEARTBEAT, _CAPACITY, _STATUS = 0, 8, 16, 17, 18  # indices in units of u64
 _DATA = 256
@@ -68,6 +70,13 @@ def _make_fence() -> Callable[[], None]:
 
 
 _fence = _make_fence()
+
+# The host's hot path compiled (ipc/_hotpath.c, built at install time when a C compiler is there). Without
+# it, or with SONIC_BRIDGE_PURE_PYTHON=1, the same records are written by codec.encode + try_write.
+_hotpath: Any = None
+if not os.environ.get("SONIC_BRIDGE_PURE_PYTHON"):
+    with contextlib.suppress(ImportError):
+        _hotpath = importlib.import_module("sonic_bridge.ipc._hotpath")
 
 
 def new_memfd(name: str, size: int, word: int, value: int) -> int:
@@ -176,6 +185,27 @@ class SharedRing:
         used = w - self._words[_READ]
         self.high_water = max(self.high_water, used)
         return True
+
+    @property
+    def compiled(self) -> bool:
+        """Whether try_write_audio can take frames (the compiled hot path is built and enabled)."""
+        return _hotpath is not None
+
+    def try_write_audio(self, samples: object, sample_rate: int, seq: int, max_samples: int,
+                        stamp_ns: int | None = None) -> bool | None:
+        """One AudioIn record (ipc.codec's encoding) for a common frame, validated, encoded and appended in one
+        compiled call: True written, False full now (counted by the caller), None not taken (not a common
+        frame, a frame to refuse, or no compiled path): the caller takes the Python path."""
+        if _hotpath is None:
+            return None
+        got = _hotpath.write_audio(self._map, self.capacity, self._w, samples, sample_rate,
+                                   time.monotonic_ns() if stamp_ns is None else stamp_ns, seq, max_samples)
+        if got is None:
+            return None
+        self._w, written = got
+        if written:
+            self.high_water = max(self.high_water, self._w - self._words[_READ])
+        return bool(written)
 
     def beat(self) -> None:
         """Producer liveness: the consumer can tell a stalled peer from a quiet one."""
