@@ -562,6 +562,14 @@ class SonicBridge:
     def poll_timed(self, max_messages: int = MAX_MESSAGES_PER_POLL) -> list[tuple[ev.Event, int]]:
         """Like poll(), with the time (``time.monotonic_ns()``) each event left the worker or was made here."""
         with self._rx:
+            ring, worker = self._outbound, self._worker
+            # The common poll finds nothing: nothing held here, an empty ring, no drop to report, a serving worker
+            # that beat moments ago (its death would show in the heartbeat within _fresh_ns). A drop counted by
+            # another thread during this check is reported by the next poll.
+            if (not self._local and not self._closed and ring is not None and worker is not None and worker.serving
+                    and not self._limited and not self._unreported_drops and not ring.pending_bytes()
+                    and time.monotonic_ns() - ring.heartbeat_ns() < self._fresh_ns):
+                return []
             if self._closed and not self._local:
                 return []
             if self._started and not self._closed:
