@@ -41,12 +41,15 @@ def test_the_quick_bench_writes_results_plots_and_a_summary(tmp_path: Path) -> N
     paths = [h["path"] for h in results["host_paths"]]
     assert paths in (["compiled", "python"], ["python"])  # the compiled path whenever it is built
     assert all(h["cold_push_us"]["n"] == 100 and h["cold_push_us"]["p50"] > 0 for h in results["host_paths"])
+    assert {(x["integration"], x["sessions"]) for x in results["scale_sdk"]} == {
+        (i, n) for i in ("in_process_sdk", "bridges_sdk") for n in (1, 4)}
+    assert all(x["dropped_frames"] == 0 and x["cpu_percent_total"] > 0 for x in results["scale_sdk"])
     engines = {e["engine"]: e for e in results["engines"]}
     assert set(engines) == {"sonic", "cascade"} and all(e["turns"] == 1 and e["dropped_frames"] == 0
                                                          for e in engines.values())
     for e in engines.values():  # each step of the turn after the one before it
         assert 0 < e["final_transcript_ms"]["p50"] <= e["first_text_ms"]["p50"] <= e["first_audio_ms"]["p50"]
-    for heading in ("## Transports", "## Bridge overhead", "## Start-up", "## Worker cost", "## Scale", "## Vision",
-                    "## Engines", "## Against the goals"):
+    for heading in ("## Transports", "## Bridge overhead", "## Start-up", "## Worker cost", "## Scale",
+                    "## Scale through the SDK", "## Vision", "## Engines", "## Against the goals"):
         assert heading in summary
     assert "Machine:" in summary and "sonic-bridge bench --quick" in summary

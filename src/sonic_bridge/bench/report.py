@@ -23,7 +23,7 @@ def machine() -> dict[str, Any]:
 
 
 def run(out: Path, quick: bool, progress: Callable[[str], None]) -> dict[str, Any]:
-    from sonic_bridge.bench import bridge, engines, host_calls, startup, transports, vision
+    from sonic_bridge.bench import bridge, engines, host_calls, scale, startup, transports, vision
 
     out.mkdir(parents=True, exist_ok=True)
     paced, burst, rtt, tries = (150, 5000, 500, 5) if quick else (750, 20000, 2000, 20)
@@ -42,6 +42,8 @@ def run(out: Path, quick: bool, progress: Callable[[str], None]) -> dict[str, An
     results["worker_cost"] = bridge.worker_cost(seconds=5 if quick else 20)
     progress("4/4 scale")
     results["scale"] = bridge.scale([1, 4] if quick else [1, 8, 16, 32, 64], seconds=3 if quick else 10)
+    progress("scale through the SDK: bridges against the in-process integration")
+    results["scale_sdk"] = scale.measure([1, 4] if quick else [1, 4, 8, 16, 32, 64], seconds=3 if quick else 10)
     progress("vision: push_video and the worker's encoding")
     results["vision"] = vision.measure(quick)
     progress("engines: the demo's conversation on Nova Sonic and on the cascade")
@@ -149,6 +151,10 @@ def summary(r: dict[str, Any]) -> str:
     lines += [f"| {s['bridges']} | {s['dropped_frames']} | {_f(s['worker_to_host_p99_us'], 0)} | "
               f"{_f(s['host_cycle_lateness_p99_ms'], 2)} | {_f(s['cpu_percent_total'])} | {_f(s['rss_mb_total'], 0)} |"
               for s in r["scale"]]
+    if "scale_sdk" in r:
+        from sonic_bridge.bench.scale import summary as scale_summary
+
+        lines += scale_summary(r["scale_sdk"])
     if "vision" in r:
         from sonic_bridge.bench.vision import summary as vision_summary
 
@@ -192,7 +198,7 @@ def goals(r: dict[str, Any]) -> list[str]:
             f"- host call per cycle <= the in-process integration's (same conversation, p50): {_f(ours)} vs "
             f"{_f(theirs)} µs, {verdict(ours <= theirs)}",
         ]
-    return host_goals + [
+    return host_goals + sdk_goals(r) + [
         f"- host write p99 <= 10 µs: {_f(write_p99)} µs, {verdict(write_p99 <= 10)}; max <= 250 µs: "
         f"{_f(write_max, 0)} µs, {verdict(write_max <= 250)} (paced: the first call of each 20 ms cycle runs cold)",
         f"- paced one-way p50 <= 100 µs: {_f(one_way)} µs, {verdict(one_way <= 100)}",
@@ -203,3 +209,50 @@ def goals(r: dict[str, Any]) -> list[str]:
         f"{max(clean, default=0)} clean, "
         f"{verdict(max(clean, default=0) >= 32)}",
     ]
+
+
+def sdk_goals(r: dict[str, Any]) -> list[str]:
+    """Issue 12's goals that the SDK scale, worker cost and start-up suites measure."""
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    out = []
+    rows = r.get("scale_sdk") or []
+    by = {(x["integration"], x["sessions"]): x for x in rows}
+    counts = sorted({x["sessions"] for x in rows})
+    if counts:
+        ratios, lateness, work = [], [], []
+        for n in counts:
+            ours, theirs = by.get(("bridges_sdk", n)), by.get(("in_process_sdk", n))
+            if ours is None or theirs is None:
+                continue
+            ratios.append(f"{n}: {ours['cpu_percent_total'] / max(theirs['cpu_percent_total'], 1e-9):.2f}x")
+            lateness.append(ours["cycle_lateness_ms"]["p99"] <= theirs["cycle_lateness_ms"]["p99"])
+            work.append(ours["host_work_ms"]["p99"] <= theirs["host_work_ms"]["p99"])
+        cpu_ok = all(float(x.split(": ")[1][:-1]) <= 1.2 for x in ratios)
+        out.append(f"- total CPU per session <= 1.2x the in-process integration's (bridges / in process at N = "
+                   f"{', '.join(ratios)}): {verdict(cpu_ok)}")
+        out.append(f"- host cycle lateness p99 and own work p99 no worse than in process: lateness at "
+                   f"{sum(lateness)}/{len(lateness)} counts, own work at {sum(work)}/{len(work)}: "
+                   f"{verdict(all(lateness) and all(work))}")
+        top = by.get(("bridges_sdk", counts[-1]))
+        if top is not None:
+            ok = counts[-1] >= 64 and top["dropped_frames"] == 0 and top["cycle_lateness_ms"]["p99"] < 5
+            out.append(f"- >= 64 sessions through the SDK, no dropped frame, lateness p99 < 5 ms: {counts[-1]} "
+                       f"sessions, {top['dropped_frames']} dropped, lateness p99 "
+                       f"{_f(top['cycle_lateness_ms']['p99'], 2)} ms: "
+                       f"{verdict(ok)}")
+        first, last = by.get(("bridges_sdk", counts[0])), top
+        if first is not None and last is not None and counts[-1] > counts[0]:
+            per = (last["uss_mb_total"] - first["uss_mb_total"]) / (counts[-1] - counts[0])
+            out.append(f"- memory per session <= 15 MB beyond the first (unique memory, bridges): {_f(per)} MB, "
+                       f"{verdict(per <= 15)}")
+    if r.get("worker_cost"):
+        cpu = max(w["cpu_percent_of_core"] for w in r["worker_cost"])
+        out.append(f"- worker CPU <= 2% of a core per session through the SDK: {_f(cpu)}%, {verdict(cpu <= 2)}")
+    for u in r.get("startup") or []:
+        limit = 100 if u["start"] == "pre-started" else 500
+        ready = u["start_to_ready"]["p50_ms"]
+        out.append(f"- start -> READY <= {limit} ms ({u['start']}, {u['door']}): {_f(ready, 0)} ms p50, "
+                   f"{verdict(ready <= limit)}")
+    return out

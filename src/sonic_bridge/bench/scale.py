@@ -1,0 +1,233 @@
+"""Scale through the real SDK: N sessions as N bridges (one worker each) against the in-process integration
+(one asyncio thread inside the host holding N SDK streams, as pipecat-style integrations do), both on the
+fake Sonic behind the unmodified SDK (its in-process transport), driven from one host thread at real-time
+pace. Per N: the host's own work per cycle, its cycle lateness, total CPU (host and workers), memory, and
+frames dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import queue
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import psutil
+
+from sonic_bridge import events as ev
+from sonic_bridge.bench.bridge import FRAME, RATE, SETTINGS, _pct, fake_credentials
+from sonic_bridge.cli.demo import synth_utterance
+from sonic_bridge.engines.sonic.protocol import SonicSession, dumps
+from sonic_bridge.host.client import SonicBridge
+from sonic_bridge.host.config import BridgeConfig, FakeOptions
+from sonic_bridge.worker.audio import Converter
+
+INTEGRATIONS = ("in_process_sdk", "bridges_sdk")
+
+
+class _InProcessSession:
+    """One session of the in-process integration: the SDK stream and the sans-IO session in the loop."""
+
+    def __init__(self, owner: InProcessSdkSessions) -> None:
+        self.owner = owner
+        self.session = SonicSession(SETTINGS)
+        self.to_service = Converter(16000, ev.SampleFormat.INT16, quality="LQ")
+        self.to_host = Converter(24000, ev.SampleFormat.FLOAT32)
+        self.events: queue.SimpleQueue[ev.Event] = queue.SimpleQueue()
+        self.sent = 0
+
+    async def open(self) -> None:
+        from sonic_bridge.engines.sonic.backends.aws import AwsBackend
+        from sonic_bridge.fake.sdk_transport import fake_sdk_transport
+
+        config = BridgeConfig(session=SETTINGS, fake=FakeOptions(via_sdk=True))
+        self.backend = AwsBackend(config, transport_factory=lambda: fake_sdk_transport(config.fake))
+        self.stream = await self.backend.open(SETTINGS)
+        for event in self.session.start():
+            await self.stream.send(dumps(event))
+        self.reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        with contextlib.suppress(Exception):
+            while (raw := await self.stream.receive()) is not None:
+                for event in self.session.receive(raw):
+                    if isinstance(event, ev.AudioOut):
+                        pcm = self.to_host.convert(event.pcm, event.sample_rate, event.sample_format)
+                        self.events.put(ev.AudioOut(pcm, 24000, ev.SampleFormat.FLOAT32, event.response_id))
+                    else:
+                        self.events.put(event)
+
+    async def send(self, frame: np.ndarray) -> None:
+        pcm = self.to_service.convert(frame.tobytes(), RATE, ev.SampleFormat.FLOAT32)
+        if pcm:
+            for event in self.session.audio(pcm):
+                await self.stream.send(dumps(event))
+        self.sent += 1
+
+    def poll(self) -> list[ev.Event]:
+        out = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                out.append(self.events.get_nowait())
+        return out
+
+
+class InProcessSdkSessions:
+    """N sessions on one asyncio loop thread in the host process."""
+
+    def __init__(self, n: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.sessions = [_InProcessSession(self) for _ in range(n)]
+        asyncio.run_coroutine_threadsafe(self._open_all(), self.loop).result(60 + n)
+        self.pushed = 0
+
+    async def _open_all(self) -> None:
+        await asyncio.gather(*(s.open() for s in self.sessions))
+
+    def push_audio(self, index: int, frame: np.ndarray) -> None:
+        asyncio.run_coroutine_threadsafe(self.sessions[index].send(frame), self.loop)
+        self.pushed += 1
+
+    def poll(self, index: int) -> list[ev.Event]:
+        return self.sessions[index].poll()
+
+    def dropped(self) -> int:
+        return self.pushed - sum(s.sent for s in self.sessions)
+
+    def close(self) -> None:
+        async def stop() -> None:
+            for s in self.sessions:
+                with contextlib.suppress(Exception):
+                    await s.stream.aclose()
+                s.reader.cancel()
+            for s in self.sessions:
+                with contextlib.suppress(Exception):
+                    await s.backend.aclose()
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def _drive(push: Any, poll: Any, n: int, seconds: float) -> dict[str, Any]:
+    """The host loop: every 20 ms one frame into each session and one poll of each."""
+    speech = np.concatenate([synth_utterance(0.8, RATE, seed=2), np.zeros(int(1.8 * RATE), np.float32)])
+    late: list[float] = []
+    work: list[float] = []
+    start = time.monotonic()
+    for c in range(int(seconds / 0.02)):
+        due = start + c * 0.02
+        time.sleep(max(0.0, due - time.monotonic()))
+        late.append((time.monotonic() - due) * 1000)
+        i = (c * FRAME) % (len(speech) - FRAME)
+        t0 = time.perf_counter()
+        for k in range(n):
+            push(k, speech[i : i + FRAME])
+            poll(k)
+        work.append((time.perf_counter() - t0) * 1000)
+    return {"span": time.monotonic() - start, "lateness_ms": late, "work_ms": work}
+
+
+def _cpu(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def _uss(p: psutil.Process) -> int:
+    """Memory only this process holds (its unique pages), which is what one more session costs."""
+    try:
+        return int(p.memory_full_info().uss)
+    except psutil.Error:
+        return 0
+
+
+def _row(integration: str, n: int, driven: dict[str, Any], cpu: float, rss: float, uss: float,
+         dropped: int) -> dict[str, Any]:
+    return {"integration": integration, "sessions": n, "dropped_frames": dropped, "uss_mb_total": uss / 2**20,
+            "host_work_ms": {"p50": _pct(driven["work_ms"], 50), "p99": _pct(driven["work_ms"], 99)},
+            "cycle_lateness_ms": {"p50": _pct(driven["lateness_ms"], 50), "p99": _pct(driven["lateness_ms"], 99)},
+            "cpu_percent_total": 100 * cpu / driven["span"], "rss_mb_total": rss / 2**20}
+
+
+def in_process(n: int, seconds: float) -> dict[str, Any]:
+    host = psutil.Process()
+    rss0, uss0 = host.memory_info().rss, _uss(host)
+    sessions = InProcessSdkSessions(n)
+    try:
+        cpu0 = _cpu([host])
+        driven = _drive(sessions.push_audio, sessions.poll, n, seconds)
+        cpu = _cpu([host]) - cpu0
+        time.sleep(0.5)  # the loop sends what was pushed last
+        rss, uss = host.memory_info().rss - rss0, _uss(host) - uss0
+        dropped = sessions.dropped()
+    finally:
+        sessions.close()
+    return _row("in_process_sdk", n, driven, cpu, rss, uss, dropped)
+
+
+def bridges(n: int, seconds: float) -> dict[str, Any]:
+    config = BridgeConfig(session=SETTINGS, fake=FakeOptions(via_sdk=True))
+    opened = [SonicBridge(config).start() for _ in range(n)]
+    try:
+        deadline = time.monotonic() + 60 + 2 * n
+        while any(b.state is not ev.BridgeState.READY for b in opened) and time.monotonic() < deadline:
+            for b in opened:
+                b.poll()
+            time.sleep(0.02)
+        procs = [psutil.Process()] + [psutil.Process(b.worker_pid) for b in opened if b.worker_pid]
+        cpu0 = _cpu(procs)
+        driven = _drive(lambda k, frame: opened[k].push_audio(frame, RATE), lambda k: opened[k].poll(), n, seconds)
+        cpu = _cpu(procs) - cpu0
+        time.sleep(1.5)  # the workers report their frame accounts
+        for b in opened:
+            b.poll()
+        stats = [b.stats() for b in opened]
+        rss = sum(p.memory_info().rss for p in procs[1:])
+        uss = sum(_uss(p) for p in procs[1:])
+        dropped = sum(s.frames_dropped_in + s.worker_frames_dropped for s in stats)
+        dropped += sum(max(0, s.frames_in - s.worker_frames_sent - s.worker_frames_dropped) for s in stats)
+    finally:
+        for b in opened:
+            b.close(timeout=2.0)
+    return _row("bridges_sdk", n, driven, cpu, rss, uss, dropped)
+
+
+def measure(counts: list[int], seconds: float) -> list[dict[str, Any]]:
+    rows = []
+    with fake_credentials():
+        for n in counts:
+            rows.append(in_process(n, seconds))
+            rows.append(bridges(n, seconds))
+    return rows
+
+
+def summary(rows: list[dict[str, Any]]) -> list[str]:
+    def f(v: float, digits: int = 1) -> str:
+        return "-" if math.isnan(v) else f"{v:.{digits}f}"
+
+    lines = ["", "## Scale through the SDK (N sessions, one host thread at real-time pace; fake Sonic behind the "
+             "real SDK)", "",
+             "| sessions | integration | dropped frames | host work per cycle p50/p99 ms | cycle lateness p99 ms "
+             "| total CPU % | CPU % per session | RSS MB total | unique MB total |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        w = r["host_work_ms"]
+        lines.append(f"| {r['sessions']} | {r['integration']} | {r['dropped_frames']} | {f(w['p50'], 2)} / "
+                     f"{f(w['p99'], 2)} | {f(r['cycle_lateness_ms']['p99'], 2)} | {f(r['cpu_percent_total'])} | "
+                     f"{f(r['cpu_percent_total'] / r['sessions'], 2)} | {f(r['rss_mb_total'], 0)} | "
+                     f"{f(r['uss_mb_total'], 0)} |")
+    lines += ["", "In process, memory counts what the sessions added to the host (at 1 session: the SDK's imports "
+              "too); for bridges, the workers' (RSS counts shared pages in each worker; unique memory does not)."]
+    return lines
