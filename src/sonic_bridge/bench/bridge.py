@@ -9,6 +9,7 @@ import queue
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -55,44 +56,41 @@ class _Busy:
         self.thread.join()
 
 
-class InProcessIntegration:
-    """How pipecat-style integrations do it: an asyncio loop thread inside the host process."""
+class LoopSession:
+    """One session of an in-process integration, run on its owner's asyncio loop: a backend stream, the
+    sans-IO session and the audio converters (what pipecat-style integrations keep per session)."""
 
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.events: queue.Queue[ev.Event] = queue.Queue()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
+    def __init__(self, open_backend: Callable[[], Any]) -> None:
+        self.open_backend = open_backend
         self.session = SonicSession(SETTINGS)
         self.to_service = Converter(16000, ev.SampleFormat.INT16, quality="LQ")
         self.to_host = Converter(24000, ev.SampleFormat.FLOAT32)
-        self.ready = asyncio.run_coroutine_threadsafe(self._open(), self.loop)
-        self.ready.result(10)
+        self.events: queue.SimpleQueue[ev.Event] = queue.SimpleQueue()
+        self.sent = 0  # frames handed to the stream
 
-    async def _open(self) -> None:
-        self.backend = FakeDirectBackend(FakeOptions())
+    async def open(self) -> None:
+        self.backend = self.open_backend()
         self.stream = await self.backend.open(SETTINGS)
         for event in self.session.start():
             await self.stream.send(dumps(event))
         self.reader = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
-        while (raw := await self.stream.receive()) is not None:
-            for event in self.session.receive(raw):
-                if isinstance(event, ev.AudioOut):
-                    pcm = self.to_host.convert(event.pcm, event.sample_rate, event.sample_format)
-                    self.events.put(ev.AudioOut(pcm, 24000, ev.SampleFormat.FLOAT32, event.response_id))
-                else:
-                    self.events.put(event)
+        with contextlib.suppress(Exception):  # the stream closed under it at the end
+            while (raw := await self.stream.receive()) is not None:
+                for event in self.session.receive(raw):
+                    if isinstance(event, ev.AudioOut):
+                        pcm = self.to_host.convert(event.pcm, event.sample_rate, event.sample_format)
+                        self.events.put(ev.AudioOut(pcm, 24000, ev.SampleFormat.FLOAT32, event.response_id))
+                    else:
+                        self.events.put(event)
 
-    async def _send(self, frame: np.ndarray) -> None:
+    async def send(self, frame: np.ndarray) -> None:
         pcm = self.to_service.convert(frame.tobytes(), RATE, ev.SampleFormat.FLOAT32)
         if pcm:
             for event in self.session.audio(pcm):
                 await self.stream.send(dumps(event))
-
-    def push_audio(self, frame: np.ndarray, rate: int) -> None:
-        asyncio.run_coroutine_threadsafe(self._send(frame), self.loop)
+        self.sent += 1
 
     def poll(self) -> list[ev.Event]:
         out = []
@@ -101,15 +99,54 @@ class InProcessIntegration:
                 out.append(self.events.get_nowait())
         return out
 
+    async def aclose(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.stream.aclose()
+        self.reader.cancel()
+        with contextlib.suppress(Exception):
+            await self.backend.aclose()
+
+
+class InProcessIntegration:
+    """How pipecat-style integrations do it: an asyncio loop thread inside the host process holding the
+    sessions (one here: the direct fake; bench.scale holds N through the SDK)."""
+
+    def __init__(self, count: int = 1, open_backend: Callable[[], Any] | None = None) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.sessions = [LoopSession(open_backend or (lambda: FakeDirectBackend(FakeOptions())))
+                         for _ in range(count)]
+        self.pushed = 0
+        asyncio.run_coroutine_threadsafe(self._open_all(), self.loop).result(60 + count)
+
+    async def _open_all(self) -> None:
+        await asyncio.gather(*(s.open() for s in self.sessions))
+
+    def push_audio(self, frame: np.ndarray, rate: int, index: int = 0) -> None:
+        asyncio.run_coroutine_threadsafe(self.sessions[index].send(frame), self.loop)
+        self.pushed += 1
+
+    def poll(self, index: int = 0) -> list[ev.Event]:
+        return self.sessions[index].poll()
+
+    def dropped(self) -> int:
+        """Frames pushed that never reached their stream."""
+        return self.pushed - sum(s.sent for s in self.sessions)
+
     def close(self) -> None:
         async def stop() -> None:
-            await self.stream.aclose()
-            self.reader.cancel()
+            await asyncio.gather(*(s.aclose() for s in self.sessions))
+            # Sends still queued when the loop could not keep up (counted by dropped()): ended, not left pending.
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(stop(), self.loop).result(2)
+            asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(2)
+        self.thread.join(5)
         self.loop.close()
 
 

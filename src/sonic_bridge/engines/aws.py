@@ -138,3 +138,20 @@ def map_exception(exc: BaseException) -> BackendError:
     if isinstance(exc, OSError) or kind in ("InvalidStateError", "AwsCrtError"):
         return classify("ConnectionReset", message)
     return classify(kind, message)
+
+
+class AwsAccess:
+    """What an engine's AWS side holds, whichever engine: its credentials and its transport (both closed here)."""
+
+    credentials: Boto3Credentials | None = None
+    transport: Any = None
+
+    def credentials_expire_at(self) -> dt.datetime | None:
+        return self.credentials.expiration if self.credentials else None
+
+    async def aclose(self) -> None:
+        if self.transport is not None:
+            try:
+                await self.transport.close()
+            except Exception as exc:
+                log.debug("closing the transport: %s", exc)

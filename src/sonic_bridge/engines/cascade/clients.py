@@ -7,7 +7,6 @@ classification. ``transport_factory`` swaps the transport (the fake's in-process
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import re
@@ -16,6 +15,7 @@ from typing import Any
 
 from sonic_bridge import errors
 from sonic_bridge.engines.aws import (
+    AwsAccess,
     Boto3Credentials,
     credentials_for,
     crt_transport,
@@ -53,7 +53,7 @@ def _endpoint(explicit: str | None, env: str, default: str) -> str:
     return explicit or os.environ.get(env) or default
 
 
-class CascadeClients:
+class CascadeClients(AwsAccess):
     """What the worker builds for engine "cascade" in place of a Nova Sonic backend."""
 
     def __init__(self, config: BridgeConfig, transport_factory: Callable[[], Any] | None = None) -> None:
@@ -100,16 +100,6 @@ class CascadeClients:
     async def sdk_client(self) -> Any:
         """The Bedrock client (what the vision helpers expect of a backend)."""
         return self.bedrock
-
-    def credentials_expire_at(self) -> dt.datetime | None:
-        return self.credentials.expiration if self.credentials else None
-
-    async def aclose(self) -> None:
-        if self.transport is not None:
-            try:
-                await self.transport.close()
-            except Exception as exc:
-                log.debug("closing the transport: %s", exc)
 
 
 def make_clients(config: BridgeConfig) -> CascadeClients:

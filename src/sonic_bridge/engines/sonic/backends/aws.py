@@ -7,13 +7,13 @@ Every use of the Bedrock SDK's bidirectional stream lives in this module: its AP
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from sonic_bridge import errors
 from sonic_bridge.engines.aws import (
+    AwsAccess,
     Boto3Credentials,
     credentials_for,
     crt_transport,
@@ -82,7 +82,7 @@ class AwsStream:
             log.debug("closing the stream: %s", map_exception(exc).message)
 
 
-class AwsBackend:
+class AwsBackend(AwsAccess):
     def __init__(self, config: BridgeConfig, transport_factory: Callable[[], Any] | None = None) -> None:
         self.config = config
         self._transport_factory = transport_factory
@@ -131,13 +131,3 @@ class AwsBackend:
         except Exception as exc:
             raise map_exception(exc) from None
         return AwsStream(stream)
-
-    def credentials_expire_at(self) -> dt.datetime | None:
-        return self.credentials.expiration if self.credentials else None
-
-    async def aclose(self) -> None:
-        if self.transport is not None:
-            try:
-                await self.transport.close()
-            except Exception as exc:
-                log.debug("closing the transport: %s", exc)
