@@ -37,6 +37,20 @@ def _pushes(bridge: SonicBridge, count: int, out: list[float]) -> None:
             time.sleep(0.0005)  # let the worker drain the ring: a full ring is a different path
 
 
+def _ready_loopback() -> SonicBridge:
+    """A started bridge on the loopback worker, READY (the caller closes it)."""
+    bridge = SonicBridge(BridgeConfig(backend="loopback"))
+    bridge.start()
+    deadline = time.monotonic() + 60
+    while bridge.state is not ev.BridgeState.READY:
+        if time.monotonic() > deadline or bridge.closed:
+            bridge.close()
+            raise RuntimeError(f"the loopback bridge did not become ready ({bridge.close_reason})")
+        bridge.poll()
+        time.sleep(0.01)
+    return bridge
+
+
 def _cold(bridge: SonicBridge, cycles: int) -> dict[str, dict[str, float]]:
     """A host's cycle: sleep 20 ms, push one frame, poll (nothing to read): each call runs cold."""
     frame = np.zeros(FRAME, np.float32)
@@ -64,10 +78,7 @@ def paths(count: int, cycles: int) -> list[dict[str, Any]]:
             continue
         ring._hotpath = module
         try:
-            with SonicBridge(BridgeConfig(backend="loopback")) as bridge:
-                while bridge.state is not ev.BridgeState.READY:
-                    bridge.poll()
-                    time.sleep(0.01)
+            with _ready_loopback() as bridge:
                 warm: list[float] = []
                 _pushes(bridge, count, warm)
                 rows.append({"path": name, "warm_push_us": _pcts(warm), **_cold(bridge, cycles)})
@@ -84,10 +95,7 @@ def measure(count: int) -> dict[str, Any]:
         with lock:
             pass
         lock_us.append((time.perf_counter_ns() - t0) / 1000)
-    with SonicBridge(BridgeConfig(backend="loopback")) as bridge:
-        while bridge.state is not ev.BridgeState.READY:
-            bridge.poll()
-            time.sleep(0.01)
+    with _ready_loopback() as bridge:
         alone: list[float] = []
         _pushes(bridge, count, alone)
         shared: list[list[float]] = [[], []]
