@@ -26,7 +26,7 @@ def run(out: Path, quick: bool, progress: Callable[[str], None]) -> dict[str, An
     from sonic_bridge.bench import bridge, engines, host_calls, scale, startup, transports, vision
 
     out.mkdir(parents=True, exist_ok=True)
-    paced, burst, rtt, tries = (150, 5000, 500, 5) if quick else (750, 20000, 2000, 20)
+    paced, burst, rtt, tries = (60, 3000, 300, 3) if quick else (750, 20000, 2000, 20)
     results: dict[str, Any] = {"machine": machine(), "quick": quick,
                                "command": "sonic-bridge bench" + (" --quick" if quick else "")}
     progress("1/4 transports")
