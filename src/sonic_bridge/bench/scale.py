@@ -21,8 +21,6 @@ from sonic_bridge.cli.demo import synth_utterance
 from sonic_bridge.host.client import SonicBridge
 from sonic_bridge.host.config import BridgeConfig, FakeOptions
 
-INTEGRATIONS = ("in_process_sdk", "bridges_sdk")
-
 
 def _sdk_backend() -> Any:
     """What each in-process session talks to: the fake Sonic behind the unmodified SDK."""
