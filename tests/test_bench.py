@@ -30,7 +30,7 @@ def test_the_quick_bench_writes_results_plots_and_a_summary(tmp_path: Path) -> N
     assert [w["door"] for w in results["worker_cost"]] == ["sdk_in_process", "sdk_tls_server"]
     assert [s["bridges"] for s in results["scale"]] == [1, 2]
     assert {(u["door"], u["start"]) for u in results["startup"]} == {
-        (door, start) for door in ("sdk_in_process", "sdk_tls_server") for start in ("cold", "pre-started")}
+        (door, start) for door in ("sdk_in_process", "sdk_tls_server") for start in ("cold", "pre-started", "shared")}
     assert all(u["start_to_ready"]["n"] == 1 for u in results["startup"])
     for png in ("transports.png", "scale.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -42,8 +42,11 @@ def test_the_quick_bench_writes_results_plots_and_a_summary(tmp_path: Path) -> N
     assert paths in (["compiled", "python"], ["python"])  # the compiled path whenever it is built
     assert all(h["cold_push_us"]["n"] == 100 and h["cold_push_us"]["p50"] > 0 for h in results["host_paths"])
     assert {(x["integration"], x["sessions"]) for x in results["scale_sdk"]} == {
-        (i, n) for i in ("in_process_sdk", "bridges_sdk") for n in (1, 2)}
+        (i, 2) for i in ("in_process_sdk", "bridges_sdk", "bridges_sdk_shared_8")}
     assert all(x["dropped_frames"] == 0 and x["cpu_percent_total"] > 0 for x in results["scale_sdk"])
+    processes = {x["integration"]: x["worker_processes"] for x in results["scale_sdk"]}
+    assert processes["bridges_sdk"] == 2 and processes["bridges_sdk_shared_8"] == 1  # two sessions share one
+    assert "(shared workers, 8 sessions each)" in summary
     engines = {e["engine"]: e for e in results["engines"]}
     assert set(engines) == {"sonic", "cascade"} and all(e["turns"] == 1 and e["dropped_frames"] == 0
                                                          for e in engines.values())

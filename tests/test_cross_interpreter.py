@@ -27,11 +27,11 @@ def test_the_host_side_runs_on_311_and_never_imports_an_aws_package() -> None:
         import sys, importlib.util
         assert sys.version_info[:2] == (3, 11), sys.version
         assert importlib.util.find_spec("aws_sdk_bedrock_runtime") is None, "the host env must not have the SDK"
-        assert importlib.util.find_spec("boto3") is None
+        assert importlib.util.find_spec("botocore") is None
         import sonic_bridge, sonic_bridge.host.client, sonic_bridge.ipc.ring, sonic_bridge.ipc.codec
         import sonic_bridge.engines.sonic.protocol
         from sonic_bridge import SonicBridge, BridgeConfig
-        aws = ("aws_sdk_bedrock_runtime", "smithy_core", "awscrt", "boto3")
+        aws = ("aws_sdk_bedrock_runtime", "smithy_core", "awscrt", "botocore")
         bad = [m for m in sys.modules if m.split(".")[0] in aws]
         print("loaded-aws:", bad)
     """)

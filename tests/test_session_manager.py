@@ -45,7 +45,7 @@ def test_a_long_conversation_crosses_renewals_and_faults_without_losing_a_frame_
             monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
             config = BridgeConfig(fake=FakeOptions(via_sdk=True, scenario=scenario_file(tmp_path)), **common)
         else:
-            # Credentials only in a shared config profile: the boto3 chain must find them, and the server
+            # Credentials only in a shared config profile: the credential chain must find them, and the server
             # checks every event signature against that profile's secret.
             for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
                 monkeypatch.delenv(name, raising=False)

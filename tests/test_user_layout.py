@@ -91,13 +91,14 @@ def test_a_conversation_through_the_sdk_in_the_worker_env_found_by_default(layou
     assert result["frames_in"] == result["worker_frames_sent"] + result["worker_frames_dropped"] > 0
 
 
-def test_the_aws_backend_against_the_tls_fake_server(layout: Layout, tmp_path: Path) -> None:
+def test_the_aws_backend_against_the_tls_fake_server_in_a_shared_worker(layout: Layout, tmp_path: Path) -> None:
     worker = str(layout.worker_env / "bin" / "python")
     with fake_server(tmp_path, python=worker) as server:
-        out = run([str(layout.host), str(ROOT / "tests" / "installed_host.py"), "aws", server.url, server.ca],
-                  env=layout.env, cwd=layout.wheel.parent, timeout=120).stdout
+        out = run([str(layout.host), str(ROOT / "tests" / "installed_host.py"), "aws", server.url, server.ca,
+                   "group"], env=layout.env, cwd=layout.wheel.parent, timeout=120).stdout
     result = json.loads(out.strip().splitlines()[-1])
     assert result["errors"] == [] and result["aws_modules_in_host"] == []
+    assert result["shared_worker_outlived_session"]
     assert result["worker_python"].startswith("3.12")
     assert "turn 1: 1.0 seconds of speech" in result["texts"] and 0.9 < result["reply_seconds"] < 1.1
     assert result["frames_in"] == result["worker_frames_sent"] + result["worker_frames_dropped"] > 0

@@ -1,8 +1,8 @@
-"""Scale through the real SDK: N sessions as N bridges (one worker each) against the in-process integration
-(one asyncio thread inside the host holding N SDK streams, as pipecat-style integrations do), both on the
-fake Sonic behind the unmodified SDK (its in-process transport), driven from one host thread at real-time
-pace. Per N: the host's own work per cycle, its cycle lateness, total CPU (host and workers), memory, and
-frames dropped.
+"""Scale through the real SDK: N sessions as N bridges, with one worker each and sharded (a WorkerGroup of
+``PER_WORKER`` sessions per process), against the in-process integration (one asyncio thread inside the host
+holding N SDK streams, as pipecat-style integrations do), all on the fake Sonic behind the unmodified SDK (its
+in-process transport), driven from one host thread at real-time pace. Per N: the host's own work per cycle,
+its cycle lateness, total CPU (host and workers) and the workers' share, memory, and frames dropped.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ from sonic_bridge.bench.bridge import FRAME, RATE, SETTINGS, InProcessIntegratio
 from sonic_bridge.cli.demo import synth_utterance
 from sonic_bridge.host.client import SonicBridge
 from sonic_bridge.host.config import BridgeConfig, FakeOptions
+from sonic_bridge.host.group import WorkerGroup
+
+PER_WORKER = 8  # sessions per shared worker process (the WorkerGroup default)
 
 
 def _sdk_backend() -> Any:
@@ -68,8 +71,9 @@ def _uss(p: psutil.Process) -> int:
 
 
 def _row(integration: str, n: int, driven: dict[str, Any], cpu: float, rss: float, uss: float,
-         dropped: int) -> dict[str, Any]:
+         dropped: int, worker_cpu: float = float("nan"), processes: int = 0) -> dict[str, Any]:
     return {"integration": integration, "sessions": n, "dropped_frames": dropped, "uss_mb_total": uss / 2**20,
+            "worker_processes": processes, "worker_cpu_percent_per_session": 100 * worker_cpu / driven["span"] / n,
             "host_work_ms": {"p50": _pct(driven["work_ms"], 50), "p99": _pct(driven["work_ms"], 99)},
             "cycle_lateness_ms": {"p50": _pct(driven["lateness_ms"], 50), "p99": _pct(driven["lateness_ms"], 99)},
             "cpu_percent_total": 100 * cpu / driven["span"], "rss_mb_total": rss / 2**20}
@@ -91,31 +95,39 @@ def in_process(n: int, seconds: float) -> dict[str, Any]:
     return _row("in_process_sdk", n, driven, cpu, rss, uss, dropped)
 
 
-def bridges(n: int, seconds: float) -> dict[str, Any]:
+def bridges(n: int, seconds: float, per_worker: int | None = None) -> dict[str, Any]:
+    """N bridges, each with a worker of its own, or (``per_worker``) sharing a WorkerGroup's processes."""
     config = BridgeConfig(session=SETTINGS, fake=FakeOptions(via_sdk=True))
-    opened = [SonicBridge(config).start() for _ in range(n)]
-    try:
-        deadline = time.monotonic() + 60 + 2 * n
-        while any(b.state is not ev.BridgeState.READY for b in opened) and time.monotonic() < deadline:
+    with contextlib.ExitStack() as stack:
+        group = stack.enter_context(WorkerGroup(config, per_worker)) if per_worker else None
+        opened = [SonicBridge(config, group=group).start() for _ in range(n)]
+        try:
+            deadline = time.monotonic() + 60 + 2 * n
+            while any(b.state is not ev.BridgeState.READY for b in opened) and time.monotonic() < deadline:
+                for b in opened:
+                    b.poll()
+                time.sleep(0.02)
+            # A group's processes include its warm spare: it is part of what sharding costs.
+            pids = group.pids if group is not None else sorted({b.worker_pid for b in opened if b.worker_pid})
+            workers = [psutil.Process(pid) for pid in pids]
+            host = psutil.Process()
+            cpu0, host0 = _cpu([host] + workers), _cpu([host])
+            driven = _drive(lambda k, frame: opened[k].push_audio(frame, RATE), lambda k: opened[k].poll(), n,
+                            seconds)
+            cpu, worker_cpu = _cpu([host] + workers) - cpu0, _cpu(workers) - (cpu0 - host0)
+            time.sleep(1.5)  # the workers report their frame accounts
             for b in opened:
                 b.poll()
-            time.sleep(0.02)
-        procs = [psutil.Process()] + [psutil.Process(b.worker_pid) for b in opened if b.worker_pid]
-        cpu0 = _cpu(procs)
-        driven = _drive(lambda k, frame: opened[k].push_audio(frame, RATE), lambda k: opened[k].poll(), n, seconds)
-        cpu = _cpu(procs) - cpu0
-        time.sleep(1.5)  # the workers report their frame accounts
-        for b in opened:
-            b.poll()
-        stats = [b.stats() for b in opened]
-        rss = sum(p.memory_info().rss for p in procs[1:])
-        uss = sum(_uss(p) for p in procs[1:])
-        dropped = sum(s.frames_dropped_in + s.worker_frames_dropped for s in stats)
-        dropped += sum(max(0, s.frames_in - s.worker_frames_sent - s.worker_frames_dropped) for s in stats)
-    finally:
-        for b in opened:
-            b.close(timeout=2.0)
-    return _row("bridges_sdk", n, driven, cpu, rss, uss, dropped)
+            stats = [b.stats() for b in opened]
+            rss = sum(p.memory_info().rss for p in workers)
+            uss = sum(_uss(p) for p in workers)
+            dropped = sum(s.frames_dropped_in + s.worker_frames_dropped for s in stats)
+            dropped += sum(max(0, s.frames_in - s.worker_frames_sent - s.worker_frames_dropped) for s in stats)
+        finally:
+            for b in opened:
+                b.close(timeout=2.0)
+    name = f"bridges_sdk_shared_{per_worker}" if per_worker else "bridges_sdk"
+    return _row(name, n, driven, cpu, rss, uss, dropped, worker_cpu, len(workers))
 
 
 def measure(counts: list[int], seconds: float) -> list[dict[str, Any]]:
@@ -124,6 +136,7 @@ def measure(counts: list[int], seconds: float) -> list[dict[str, Any]]:
         for n in counts:
             rows.append(in_process(n, seconds))
             rows.append(bridges(n, seconds))
+            rows.append(bridges(n, seconds, PER_WORKER))
     return rows
 
 
@@ -136,16 +149,22 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
 
     lines = ["", "## Scale through the SDK (N sessions, one host thread at real-time pace; fake Sonic behind the "
              "real SDK)", "",
-             "| sessions | integration | dropped frames | host work per cycle p50/p99 ms | cycle lateness p99 ms "
-             "| total CPU % | CPU % per session | RSS MB total | unique MB total |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| sessions | integration | worker processes | dropped frames | host work per cycle p50/p99 ms "
+             "| cycle lateness p99 ms | total CPU % | CPU % per session | worker CPU % per session | RSS MB total "
+             "| unique MB total |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         w = r["host_work_ms"]
-        lines.append(f"| {r['sessions']} | {r['integration']} | {r['dropped_frames']} | {f(w['p50'], 2)} / "
+        lines.append(f"| {r['sessions']} | {r['integration']} | {r.get('worker_processes', 0) or '-'} | "
+                     f"{r['dropped_frames']} | {f(w['p50'], 2)} / "
                      f"{f(w['p99'], 2)} | {f(r['cycle_lateness_ms']['p99'], 2)} | {f(r['cpu_percent_total'])} | "
-                     f"{f(r['cpu_percent_total'] / r['sessions'], 2)} | {mb(r['rss_mb_total'])} | "
+                     f"{f(r['cpu_percent_total'] / r['sessions'], 2)} | "
+                     f"{f(r.get('worker_cpu_percent_per_session', float('nan')), 2)} | {mb(r['rss_mb_total'])} | "
                      f"{mb(r['uss_mb_total'])} |")
-    lines += ["", "Dropped frames: for bridges, frames refused or dropped and reported; in process, frames still "
+    lines += ["", f"bridges_sdk: one worker process per session; bridges_sdk_shared_{PER_WORKER}: a WorkerGroup, "
+              f"{PER_WORKER} sessions per worker process. Worker CPU per session: the worker processes' CPU over the "
+              "sessions (in process there is no worker: '-').",
+              "Dropped frames: for bridges, frames refused or dropped and reported; in process, frames still "
               "queued on the integration's loop at the end (it fell behind).",
               "In process, memory counts what the sessions added to the host (at 1 session: the SDK's imports "
               "too; '-': it did not grow); for bridges, the workers' (RSS counts shared pages in each worker; unique "

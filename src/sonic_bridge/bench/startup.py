@@ -1,5 +1,6 @@
-"""Start-up: start() -> READY and start() -> first reply audio, cold and from a pre-started worker (WorkerPool),
-through the real SDK (in-process door and the TLS fake server)."""
+"""Start-up: start() -> READY and start() -> first reply audio, cold, from a pre-started worker (WorkerPool), and
+joining a shared worker that already serves a session (WorkerGroup), through the real SDK (in-process door and
+the TLS fake server)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sonic_bridge import events as ev
 from sonic_bridge.bench.bridge import SDK_DOORS, door_config, fake_credentials
 from sonic_bridge.host.client import SonicBridge
 from sonic_bridge.host.config import BridgeConfig
+from sonic_bridge.host.group import WorkerGroup
 from sonic_bridge.host.pool import WorkerPool
 from sonic_bridge.settings import SessionSettings
 
@@ -21,14 +23,15 @@ RATE = 16000
 FRAME = 320
 
 
-def _one(config: BridgeConfig, pool: WorkerPool | None) -> tuple[float | None, float | None]:
+def _one(config: BridgeConfig, pool: WorkerPool | None, group: WorkerGroup | None = None
+         ) -> tuple[float | None, float | None]:
     """Seconds from start() to READY, and to the first reply audio of a 0.5 s utterance spoken at READY."""
     speech = (0.4 * np.sin(2 * np.pi * 300 * np.arange(RATE // 2) / RATE)).astype(np.float32)
     audio = np.concatenate([speech, np.zeros(3 * RATE, np.float32)])
     start = time.monotonic()
     ready: float | None = None
     reply: float | None = None
-    with SonicBridge(config, pool=pool) as bridge:
+    with SonicBridge(config, pool=pool, group=group) as bridge:
         n = 0
         while reply is None and time.monotonic() - start < 30:
             for event in bridge.poll():
@@ -56,14 +59,19 @@ def measure(runs: int) -> list[dict[str, Any]]:
         for door in SDK_DOORS:
             with contextlib.ExitStack() as stack:
                 config = door_config(door, stack)
-                for mode in ("cold", "pre-started"):
+                for mode in ("cold", "pre-started", "shared"):
                     pool = stack.enter_context(WorkerPool(config, size=1)) if mode == "pre-started" else None
+                    group = None
+                    if mode == "shared":  # a process that serves one session already; the next ones join it
+                        group = stack.enter_context(WorkerGroup(config, sessions_per_worker=runs + 1))
+                        stack.enter_context(SonicBridge(config, group=group))
+                        _one(config, None, group)  # its imports are done: as for a host that serves already
                     ready: list[float | None] = []
                     reply: list[float | None] = []
                     for _ in range(runs):
                         while pool is not None and pool.idle < 1:
                             time.sleep(0.02)  # a host idles between visitors: the pool has refilled
-                        r, f = _one(config, pool)
+                        r, f = _one(config, pool, group)
                         ready.append(r)
                         reply.append(f)
                     results.append({"door": door, "start": mode, "start_to_ready": _stats(ready),

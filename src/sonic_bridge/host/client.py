@@ -39,6 +39,7 @@ from sonic_bridge.engines.sonic.history import Message, tool_call_line, tool_res
 from sonic_bridge.engines.sonic.protocol import tool_result_text
 from sonic_bridge.host import launch
 from sonic_bridge.host.config import HOST_RATES, BridgeConfig
+from sonic_bridge.host.group import GroupClosed, GroupSession, WorkerGroup
 from sonic_bridge.host.pool import PooledWorker, WorkerPool
 from sonic_bridge.host.supervise import Supervisor
 from sonic_bridge.ipc import codec, handshake
@@ -192,19 +193,30 @@ class SonicBridge:
     the last events and then empty lists, and wait() raises BridgeClosed so no host loop can spin.
     """
 
-    def __init__(self, config: BridgeConfig | None = None, *, pool: WorkerPool | None = None) -> None:
-        """``pool``: pre-started workers to take one from at start() when its set-up fits (see host.pool)."""
+    def __init__(self, config: BridgeConfig | None = None, *, pool: WorkerPool | None = None,
+                 group: WorkerGroup | None = None) -> None:
+        """``pool``: pre-started workers to take one from at start() when its set-up fits (see host.pool).
+        ``group``: run the session in one of the group's shared worker processes (see host.group); raises
+        ValueError when the configuration cannot share them."""
         self.config = config if config is not None else BridgeConfig()
         self._pool = pool
+        self._group = group
         if not isinstance(self.config, BridgeConfig):
             raise TypeError(f"SonicBridge takes a BridgeConfig, got {type(self.config).__name__}")
+        if group is not None:
+            if not isinstance(group, WorkerGroup):
+                raise TypeError(f"group must be a WorkerGroup, got {type(group).__name__}")
+            if pool is not None:
+                raise ValueError("a bridge takes a pool= (a worker of its own, pre-started) or a group= (a shared "
+                                 "worker), not both")
+            group.check(self.config)
         self._model = self.config.session.model
         self._python = ""
         self._inbound: SharedRing | None = None
         self._outbound: SharedRing | None = None
         self._in_bell: Doorbell | None = None
         self._out_bell: Doorbell | None = None
-        self._worker: _Worker | None = None
+        self._worker: _Worker | GroupSession | None = None
         self._state = ev.BridgeState.CLOSED
         self._started = False
         self._closing = False
@@ -303,14 +315,23 @@ class SonicBridge:
         self._set_state(ev.BridgeState.STARTING)
         self._outbound.beat()  # the heartbeat clock starts now, not at the last worker's death
         self._outbound.set_status(handshake.LAUNCHED)  # no producer is alive: the new worker's status starts here
+        slot = self._slot.fd if self._slot is not None else None
         try:
             config_json = self._config_json()
-            self._worker = _Worker(self._python, self.config, config_json, self._inbound, self._in_bell,
-                                   self._outbound, self._out_bell,
-                                   video_slot=self._slot.fd if self._slot is not None else None)
+            if self._group is not None:
+                self._worker = self._group.attach(config_json, self._inbound, self._in_bell, self._outbound,
+                                                  self._out_bell, slot)
+            else:
+                self._worker = _Worker(self._python, self.config, config_json, self._inbound, self._in_bell,
+                                       self._outbound, self._out_bell, video_slot=slot)
+        except GroupClosed as exc:
+            self._worker = None
+            self._fail(errors.WORKER_START_FAILED, f"could not start the session: {exc}")
+            return
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             self._worker = None
-            self._fail(errors.WORKER_START_FAILED, f"could not start the worker with {self._python}: {exc}")
+            where = "in a shared worker of its group" if self._group is not None else "the worker"
+            self._fail(errors.WORKER_START_FAILED, f"could not start {where} with {self._python}: {exc}")
             return
         self._stall_reported = False
         self._stats.worker_pid = self._worker.pid
@@ -656,7 +677,7 @@ class SonicBridge:
             self._local.append(event)
             self._stamps.append(stamp)
 
-    def _introduce(self, worker: _Worker, data: bytes) -> bool:
+    def _introduce(self, worker: _Worker | GroupSession, data: bytes) -> bool:
         """The worker's first record: its version. False (and the bridge closed) when they differ."""
         hello = handshake.parse_hello(data)
         problem = handshake.mismatch(hello, __version__, worker.python)
@@ -741,7 +762,7 @@ class SonicBridge:
             why += f"; its last output: {tail[-400:]}"
         self._replace_worker(worker, errors.WORKER_DIED, why)
 
-    def _replace_worker(self, worker: _Worker, code: str, why: str) -> None:
+    def _replace_worker(self, worker: _Worker | GroupSession, code: str, why: str) -> None:
         """End a worker that died or went over a limit; start another with the conversation, or give up."""
         worker.kill()
         worker.release()
@@ -775,7 +796,7 @@ class SonicBridge:
             with self._tx:
                 self._write(codec.encode(msg.TextIn(reask.text)))
 
-    def _supervisor_for(self, worker: _Worker) -> Supervisor:
+    def _supervisor_for(self, worker: _Worker | GroupSession) -> Supervisor:
         sup = self._supervisor
         if sup is None or sup.pid != worker.pid:
             c = self.config
@@ -784,7 +805,7 @@ class SonicBridge:
             self._supervised_serving = False
         return sup
 
-    def _supervise(self, worker: _Worker) -> bool:
+    def _supervise(self, worker: _Worker | GroupSession) -> bool:
         """Memory and CPU limits (at most one /proc read a second); True when the worker was replaced."""
         sup = self._supervisor_for(worker)
         if not worker.serving:
@@ -801,7 +822,7 @@ class SonicBridge:
         self._replace_worker(worker, errors.WORKER_OVER_LIMIT, why)
         return True
 
-    def _check_liveness(self, worker: _Worker) -> None:
+    def _check_liveness(self, worker: _Worker | GroupSession) -> None:
         """While the worker starts, only the start-up timeout applies (imports are slow on a busy machine);
         once it serves, a heartbeat older than stall_timeout is a stall."""
         ring = self._outbound
@@ -992,4 +1013,4 @@ def _frame_bytes(samples: Any, sample_rate: int) -> tuple[bytes, ev.SampleFormat
     return pcm, fmt
 
 
-__all__ = ["BridgeClosed", "BridgeStats", "SonicBridge", "WorkerPool"]
+__all__ = ["BridgeClosed", "BridgeStats", "SonicBridge", "WorkerGroup", "WorkerPool"]

@@ -108,9 +108,10 @@ def worker_environment(python: str, extra: Mapping[str, str] | None = None,
     return env
 
 
-def worker_argv(python: str, fds: Mapping[str, int], *, pooled: bool = False) -> list[str]:
+def worker_argv(python: str, fds: Mapping[str, int], *, pooled: bool = False, group: bool = False) -> list[str]:
     """``-P``: the host's working folder must not shadow the worker's packages."""
-    argv = [python, "-P", "-m", "sonic_bridge.worker"] + (["--pooled"] if pooled else [])
+    argv = [python, "-P", "-m", "sonic_bridge.worker"] + (["--pooled"] if pooled else []) + (
+        ["--group"] if group else [])
     for name, fd in fds.items():
         argv += [f"--{name}", str(fd)]
     return argv

@@ -24,16 +24,29 @@ IMPORTING = 2
 CONNECTING_CREDENTIALS = 3
 IDLE = 5  # a pre-started worker: imports done, credentials resolved, waiting for its session's configuration
 SERVING = 10
+ENDED = 100  # a shared worker's session ended, the process lives on: ENDED + its exit code (0 closed, 2, 3)
 
 STEP_NAMES = {
     LAUNCHED: "starting its interpreter (it never introduced itself)",
     INTRODUCED: "reading its configuration",
-    IMPORTING: "importing its backend (the AWS SDK and boto3 for 'aws')",
+    IMPORTING: "importing its backend (the AWS SDK and botocore for 'aws')",
     CONNECTING_CREDENTIALS: "resolving AWS credentials (a credential_process, SSO or instance role that never "
     "answers?)",
     IDLE: "waiting, pre-started, for its session",
     SERVING: "serving",
 }
+
+
+
+def ended(code: int) -> int:
+    """The status word of a session that ended inside a shared worker with ``code``."""
+    return ENDED + min(max(code, 0), 99)
+
+
+def ended_code(status: int) -> int | None:
+    """The exit code of a session that ended inside a shared worker, or None while it lives."""
+    return status - ENDED if status >= ENDED else None
+
 
 # A pre-started worker's first inbound record: the configuration of the session it now serves.
 CONFIG_MAGIC = b"SONIC-BRIDGE-CONFIG/1\n"

@@ -12,10 +12,13 @@ Nothing is too large to send: audio over the ring's message limit is split into 
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextvars
 import dataclasses
 import logging
 import os
+import sys
 import time
 from typing import Any
 
@@ -26,6 +29,8 @@ from sonic_bridge.ipc import messages as msg
 from sonic_bridge.ipc.ring import Doorbell, SharedRing
 
 WorkerMessage = ev.Event | msg.LogLine | msg.AudioAccounted
+# The outbox of the session whose task is running: a shared worker's log records go to that session's host.
+CURRENT_OUTBOX: contextvars.ContextVar[Outbox | None] = contextvars.ContextVar("sonic_bridge_outbox", default=None)
 
 BACKLOG_BYTES = 4 << 20  # control events kept for a host that does not poll (a few thousand turns' worth)
 EXIT_FLUSH_SECONDS = 10.0  # the last messages wait this long at most for the host to make room
@@ -42,7 +47,11 @@ _CUTTABLE: dict[type[object], str] = {
 
 
 class Outbox:
-    def __init__(self, ring: SharedRing, bell: Doorbell, *, backlog_limit: int = BACKLOG_BYTES) -> None:
+    def __init__(self, ring: SharedRing, bell: Doorbell, *, backlog_limit: int = BACKLOG_BYTES,
+                 exit_flush: bool = True) -> None:
+        """``exit_flush``: CLOSED waits (blocking, bounded) for the backlog to leave, as the process exits next;
+        a shared worker's sessions end without the process, and await ``settle`` instead."""
+        self._exit_flush = exit_flush
         self._ring = ring
         self._bell = bell
         self._limit = backlog_limit
@@ -78,7 +87,7 @@ class Outbox:
         kept = data is not None and self._control(data, accounting=isinstance(value, msg.AudioAccounted))
         if warning is not None:
             self._control(codec.encode(warning))
-        if isinstance(value, ev.StateChanged) and value.state is ev.BridgeState.CLOSED:
+        if self._exit_flush and isinstance(value, ev.StateChanged) and value.state is ev.BridgeState.CLOSED:
             self.flush_before_exit()  # nothing follows CLOSED: the worker exits next
         return kept
 
@@ -103,6 +112,16 @@ class Outbox:
                 return False
             self._ring.beat()
             time.sleep(0.005)
+        return True
+
+    async def settle(self, timeout: float = EXIT_FLUSH_SECONDS) -> bool:
+        """Like flush_before_exit, without blocking the loop the process's other sessions run on."""
+        deadline = time.monotonic() + timeout
+        while not self.flush():
+            if time.monotonic() > deadline or os.getppid() != self._parent:
+                return False
+            self._ring.beat()
+            await asyncio.sleep(0.005)
         return True
 
     def beat(self) -> None:
@@ -219,7 +238,9 @@ def _describe(value: WorkerMessage) -> str:
 class RingLogHandler(logging.Handler):
     """Worker log records travel to the host through the ring, never through inherited stderr."""
 
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox | None) -> None:
+        """``outbox``: where records go that no session's task logged (None: the worker's stderr, which the
+        host keeps for the report of a worker's death)."""
         super().__init__()
         self._outbox = outbox
 
@@ -228,6 +249,10 @@ class RingLogHandler(logging.Handler):
             text = record.getMessage()
             if record.exc_info:
                 text += "\n" + logging.Formatter().formatException(record.exc_info)
-            self._outbox.send(msg.LogLine(record.levelno, record.name, text))
+            outbox = CURRENT_OUTBOX.get() or self._outbox
+            if outbox is None:
+                sys.stderr.write(f"{record.levelname} {record.name}: {text}\n")
+                return
+            outbox.send(msg.LogLine(record.levelno, record.name, text))
         except Exception:  # a log record must never take the worker down
             self.handleError(record)

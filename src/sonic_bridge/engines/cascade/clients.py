@@ -1,6 +1,6 @@
 """The cascade's three SDK clients (Python >= 3.12): Transcribe streaming, Bedrock Runtime, Polly.
 
-They share what the Nova Sonic backend uses (``backends.aws``): boto3's credential chain resolved at start-up,
+They share what the Nova Sonic backend uses (``backends.aws``): the credential chain (botocore) resolved at start-up,
 the Region, the CRT transport (with the optional extra CA; every duplex stream needs CRT) and the error
 classification. ``transport_factory`` swaps the transport (the fake's in-process door).
 """
@@ -16,7 +16,7 @@ from typing import Any
 from sonic_bridge import errors
 from sonic_bridge.engines.aws import (
     AwsAccess,
-    Boto3Credentials,
+    ChainCredentials,
     credentials_for,
     crt_transport,
     endpoint_for,
@@ -59,7 +59,7 @@ class CascadeClients(AwsAccess):
     def __init__(self, config: BridgeConfig, transport_factory: Callable[[], Any] | None = None) -> None:
         self.config = config
         self._transport_factory = transport_factory
-        self.credentials: Boto3Credentials | None = None
+        self.credentials: ChainCredentials | None = None
         self.transport: Any = None
         self.transcribe: Any = None
         self.bedrock: Any = None

@@ -14,7 +14,7 @@ from typing import Any
 from sonic_bridge import errors
 from sonic_bridge.engines.aws import (
     AwsAccess,
-    Boto3Credentials,
+    ChainCredentials,
     credentials_for,
     crt_transport,
     endpoint_for,
@@ -87,7 +87,7 @@ class AwsBackend(AwsAccess):
         self.config = config
         self._transport_factory = transport_factory
         self._client: Any = None
-        self.credentials: Boto3Credentials | None = None
+        self.credentials: ChainCredentials | None = None
         self.transport: Any = None
 
     async def _ensure_client(self) -> Any:
