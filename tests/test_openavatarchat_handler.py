@@ -323,6 +323,37 @@ def test_a_later_session_starts_from_a_prestarted_worker(oac: Any, monkeypatch: 
     assert BridgeState.READY in context.states and took < 0.5, f"{took:.3f} s to READY"
 
 
+def test_sessions_share_worker_processes_when_asked(oac: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sonic_bridge import BridgeState
+
+    engine = Engine(oac, {"backend": "fake", "turn_sensitivity": "HIGH", "sessions_per_worker": 4}, "stream",
+                    monkeypatch)
+    group = engine.handler._group
+    assert group is not None and engine.handler._pool is None
+    contexts = [engine.context]
+    try:
+        for _ in range(2):  # two more visitors join the first one's process
+            context = engine.handler.create_context(engine.session, engine.config)
+            context.submit_data = lambda data, finish_stream=None: None
+            engine.handler.start_context(engine.session, context)
+            contexts.append(context)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(BridgeState.READY in c.states for c in contexts):
+            time.sleep(0.01)
+        assert all(BridgeState.READY in c.states for c in contexts)
+        assert len({c.bridge.worker_pid for c in contexts}) == 1 and group.sessions == 3
+        # The first visitor speaks; the shared process hears it as that session's turn.
+        engine.mic(np.concatenate([synth_utterance(1.0, 16000, seed=1), np.zeros(int(16000 * 2.5), np.float32)]))
+        assert [d.data.get_main_data() for d, _ in engine.of("HUMAN_TEXT")][:1] == ["turn 1: 1.0 seconds of speech"]
+    finally:
+        for context in contexts:
+            engine.handler.destroy_context(context)
+    assert group.sessions == 0
+    pids = group.pids
+    engine.handler.destroy()  # the engine's shutdown ends the shared processes by their pids
+    assert pids and not any(os.path.exists(f"/proc/{pid}") for pid in pids)
+
+
 def test_camera_video_frames_are_seen_when_the_user_asks(oac: Any, monkeypatch: pytest.MonkeyPatch,
                                                          tmp_path: Path) -> None:
     """enable_video_input: CAMERA_VIDEO ([1, H, W, 3] BGR, 30 fps, its own thread) reaches the look tool; a

@@ -76,6 +76,10 @@ class NovaSonicConfig(HandlerBaseConfigModel, BaseModel):
     # Pre-started workers, so a visitor's session is ready at once: None keeps as many as the engine's
     # concurrent_limit (at most MAX_PRESTARTED), 0 starts every session cold.
     prestart_workers: int | None = Field(default=None, ge=0, le=64)
+    # Shared worker processes: 0 gives every session a worker process of its own; N > 0 runs up to N sessions
+    # in each worker process (sonic_bridge.WorkerGroup: far less CPU and memory per session, a warm process
+    # always ready; a worker's crash costs its N sessions, which restart with their history).
+    sessions_per_worker: int = Field(default=0, ge=0, le=64)
     # "cascade": Transcribe -> Nova (ConverseStream) -> Polly instead of Nova Sonic (e.g. for Mandarin);
     # ``cascade`` holds its settings (sonic_bridge.CascadeSettings fields: language, voice, polly_engine ...).
     engine: Literal["sonic", "cascade"] = Field(default="sonic")
@@ -136,6 +140,7 @@ class HandlerNovaSonic(HandlerBase):
         self.config = NovaSonicConfig()
         self._finish_param: bool | None = None
         self._pool: sb.WorkerPool | None = None
+        self._group: sb.WorkerGroup | None = None
 
     # ----------------------------------------------------------------- registration
     def get_handler_info(self) -> HandlerBaseInfo:
@@ -146,6 +151,10 @@ class HandlerNovaSonic(HandlerBase):
         if isinstance(handler_config, NovaSonicConfig):
             self.config = handler_config
         template = self.config.bridge_config()  # every setting checked once, at start-up, with a clear error
+        if self.config.sessions_per_worker > 0:
+            if self._group is None:  # its first process starts now, in the background
+                self._group = sb.WorkerGroup(template, sessions_per_worker=self.config.sessions_per_worker)
+            return  # a group keeps a warm process itself: no pool
         size = self.config.prestart_workers
         if size is None:
             size = min(max(1, self.config.concurrent_limit), MAX_PRESTARTED)
@@ -153,10 +162,13 @@ class HandlerNovaSonic(HandlerBase):
             self._pool = sb.WorkerPool(template, size=size)  # starts in the background: load() does not wait
 
     def destroy(self) -> None:
-        """Engine shutdown: the pre-started workers end by their pids."""
+        """Engine shutdown: the pre-started and the shared workers end by their pids."""
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        if self._group is not None:
+            self._group.close()
+            self._group = None
 
     def get_handler_detail(self, session_context: Any, context: Any) -> HandlerDetail:
         audio = DataBundleDefinition()
@@ -181,7 +193,15 @@ class HandlerNovaSonic(HandlerBase):
         context = NovaSonicContext(session_context.session_info.session_id)
         context.config = handler_config if isinstance(handler_config, NovaSonicConfig) else self.config
         context.session_context = session_context
-        context.bridge = sb.SonicBridge(context.config.bridge_config(), pool=self._pool)  # pool: if it fits
+        config = context.config.bridge_config()
+        group = self._group
+        if group is not None:
+            try:
+                group.check(config)
+            except ValueError as exc:  # this session's own settings cannot share: a worker of its own
+                log.warning("Nova Sonic session %s: %s", context.session_id, exc)
+                group = None
+        context.bridge = sb.SonicBridge(config, pool=self._pool if group is None else None, group=group)
         return context
 
     def start_context(self, session_context: Any, handler_context: Any) -> None:
