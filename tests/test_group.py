@@ -21,17 +21,23 @@ from tests.helpers import has_state, process_alive, run_until
 FAST = SessionSettings(turn_sensitivity="HIGH")
 
 
-def speak_one_turn(bridge: SonicBridge, seconds: float = 1.0) -> list[ev.Event]:
-    """One spoken turn (a tone, then silence) until the fake's answer ends; every frame pushed is counted."""
+def speak_one_turn(*bridges: SonicBridge, seconds: float = 1.0) -> list[list[ev.Event]]:
+    """One spoken turn (a tone, then silence) in every bridge at once, as one host cycle drives them all, until
+    each one's answer has ended; returns each bridge's events. Every frame pushed must be taken."""
     speech = (0.4 * np.sin(2 * np.pi * 300 * np.arange(int(16000 * seconds)) / 16000)).astype(np.float32)
     audio = np.concatenate([speech, np.zeros(40000, np.float32)])
-    frames = iter(range(0, len(audio), 320))
-
-    def speak(_: int) -> None:
-        i = next(frames, None)
-        assert bridge.push_audio(audio[i : i + 320] if i is not None else np.zeros(320, np.float32), 16000)
-
-    return run_until(bridge, lambda es: any(isinstance(e, ev.TurnEnded) for e in es), 30, speak)
+    events: list[list[ev.Event]] = [[] for _ in bridges]
+    deadline = time.monotonic() + 30
+    i = 0
+    while not all(any(isinstance(e, ev.TurnEnded) for e in got) for got in events):
+        assert time.monotonic() < deadline, "not every session's turn ended"
+        frame = audio[i : i + 320] if i < len(audio) else np.zeros(320, np.float32)
+        i += 320
+        for bridge, got in zip(bridges, events, strict=True):
+            assert bridge.push_audio(frame, 16000)
+            got.extend(bridge.poll())
+        time.sleep(0.02)
+    return events
 
 
 def transcripts(events: list[ev.Event]) -> list[str]:
@@ -52,8 +58,8 @@ def test_sessions_share_processes_k_at_a_time_and_every_frame_reaches_the_servic
             pids = [b.worker_pid for b in bridges]
             assert pids[0] == pids[1] != pids[2], pids  # two sessions in the first process, one in the next
             assert group.sessions == 3
-            for bridge in bridges:
-                assert "turn 1: 1.0 seconds of speech" in transcripts(speak_one_turn(bridge))
+            for got in speak_one_turn(*bridges):
+                assert "turn 1: 1.0 seconds of speech" in transcripts(got)
             for bridge in bridges:
                 bridge.close()
                 stats = bridge.stats()
@@ -83,21 +89,7 @@ def test_sessions_in_one_process_converse_through_the_sdk(monkeypatch: pytest.Mo
             for bridge in bridges:
                 ready(bridge, 60)
             assert bridges[0].worker_pid == bridges[1].worker_pid
-            # Turns overlap: both sessions speak in the same cycles.
-            events: list[list[ev.Event]] = [[], []]
-            speech = (0.4 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000)).astype(np.float32)
-            audio = np.concatenate([speech, np.zeros(40000, np.float32)])
-            deadline = time.monotonic() + 30
-            i = 0
-            while not all(any(isinstance(e, ev.TurnEnded) for e in es) for es in events):
-                assert time.monotonic() < deadline, "the two sessions' turns did not both end"
-                frame = audio[i : i + 320] if i < len(audio) else np.zeros(320, np.float32)
-                i += 320
-                for bridge, got in zip(bridges, events, strict=True):
-                    assert bridge.push_audio(frame, 16000)
-                    got.extend(bridge.poll())
-                time.sleep(0.02)
-            for got in events:
+            for got in speak_one_turn(*bridges):  # the two turns overlap: both sessions speak in the same cycles
                 assert "turn 1: 1.0 seconds of speech" in transcripts(got)
         finally:
             for bridge in bridges:
@@ -116,7 +108,7 @@ def test_a_crashed_process_costs_only_its_sessions_and_they_restart_with_their_h
         try:
             for bridge in (a, b, c):
                 ready(bridge)
-                speak_one_turn(bridge)
+            speak_one_turn(a, b)
             shared, other = a.worker_pid, c.worker_pid
             assert shared == b.worker_pid and shared is not None and other is not None and other != shared
             os.kill(shared, signal.SIGKILL)
@@ -125,14 +117,17 @@ def test_a_crashed_process_costs_only_its_sessions_and_they_restart_with_their_h
                 died = [e for e in events if isinstance(e, ev.Error) and e.code == errors.WORKER_DIED]
                 assert died and died[0].recoverable and f"pid {shared}" in died[0].message
                 assert bridge.worker_pid not in (None, shared)
+            c_before = c.poll()
+            after = speak_one_turn(a, b, c)
+            for bridge, got in zip((a, b), after, strict=False):
                 # The conversation goes on where it was: the first turn is in the restarted session's history.
-                (reply,) = [t for t in transcripts(speak_one_turn(bridge)) if "history messages" in t]
+                (reply,) = [t for t in transcripts(got) if "history messages" in t]
                 assert "last user 'turn 1: 1.0 seconds of speech'" in reply and "2 history messages" in reply, reply
                 assert bridge.stats().restarts == 1
             # The session in the other process never noticed.
             assert c.worker_pid == other and c.stats().restarts == 0
-            assert not [e for e in c.poll() if isinstance(e, ev.Error)]
-            assert any("turn 2: 1.0 seconds of speech" in t for t in transcripts(speak_one_turn(c)))
+            assert not [e for e in c_before + after[2] if isinstance(e, ev.Error)]
+            assert any("turn 1: 1.0 seconds of speech" in t for t in transcripts(after[2]))
         finally:
             for bridge in (a, b, c):
                 bridge.close()
@@ -153,7 +148,7 @@ def test_a_session_that_fails_inside_a_shared_process_leaves_its_neighbour_alone
             assert failing.close_reason is not None and failing.close_reason.code == errors.RESTART_LIMIT
             assert failing.stats().restarts == 1
             assert neighbour.worker_pid is not None and process_alive(neighbour.worker_pid)
-            assert "turn 1: 1.0 seconds of speech" in transcripts(speak_one_turn(neighbour))
+            assert "turn 1: 1.0 seconds of speech" in transcripts(speak_one_turn(neighbour)[0])
             assert neighbour.stats().restarts == 0
         finally:
             failing.close()

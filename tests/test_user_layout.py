@@ -112,8 +112,10 @@ def test_doctor_in_the_installed_layout_is_all_good(layout: Layout) -> None:
 
 def test_the_handlers_session_tests_pass_in_the_installed_layout(layout: Layout) -> None:
     # The engine's interpreter imports the handler from the example folder and sonic_bridge from its venv.
+    # The classic engine generation's runs repeat the stream one's through the same handler code: left to
+    # the main run (20 s of CI).
     proc = subprocess.run([str(layout.host), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                           "tests/test_openavatarchat_handler.py"], capture_output=True, text=True,
+                           "tests/test_openavatarchat_handler.py", "-k", "not classic"], capture_output=True, text=True,
                           env={**layout.env, "SONIC_BRIDGE_EXPECT_INSTALLED": "1"}, cwd=ROOT, timeout=600,
                           check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

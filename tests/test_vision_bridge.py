@@ -184,7 +184,7 @@ def test_push_video_refuses_bad_frames_and_needs_vision(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.sdk
-def test_a_minute_of_30_fps_keeps_host_calls_in_microseconds_and_worker_memory_flat(
+def test_half_a_minute_of_30_fps_keeps_host_calls_in_microseconds_and_worker_memory_flat(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import contextlib
 
@@ -193,13 +193,13 @@ def test_a_minute_of_30_fps_keeps_host_calls_in_microseconds_and_worker_memory_f
     pytest.importorskip("aws_sdk_bedrock_runtime")
     fake_credentials(monkeypatch)
     with contextlib.ExitStack() as stack:
-        bridge = bridge_for("sdk", tmp_path, stack, {"time_scale": 1.0})  # no silence limit within the minute
+        bridge = bridge_for("sdk", tmp_path, stack, {"time_scale": 1.0})  # no silence limit within the run
         host = Host(bridge, INTERVAL, width=1280, height=720)
         worker = psutil.Process(bridge.worker_pid)
         started = time.monotonic()
         rss: dict[int, int] = {}
         next_frame = started
-        while (elapsed := time.monotonic() - started) < 60:
+        while (elapsed := time.monotonic() - started) < 30:
             now = time.monotonic()
             if now >= next_frame:  # 30 fps
                 host._push_frame(now)
@@ -207,22 +207,22 @@ def test_a_minute_of_30_fps_keeps_host_calls_in_microseconds_and_worker_memory_f
             if len(host.push_ns) % 15 == 0:
                 host.bridge.push_audio(np.zeros(320, np.float32), 16000)  # the session stays alive
                 host.events += host.bridge.poll()
-            for mark in (15, 59):
+            for mark in (8, 29):
                 if elapsed >= mark and mark not in rss:
                     rss[mark] = worker.memory_info().rss
             time.sleep(max(0.0, min(next_frame - time.monotonic(), 0.01)))
         pushes = np.array(host.push_ns) / 1000
         kept = len(host.kept)
         p50 = float(np.percentile(pushes, 50))
-        print(f"\npush_video 1280x720 at 30 fps for 60 s: {len(pushes)} calls, {kept} kept, "
+        print(f"\npush_video 1280x720 at 30 fps for 30 s: {len(pushes)} calls, {kept} kept, "
               f"p50 {p50:.1f} us, p99 {np.percentile(pushes, 99):.1f} us, max {pushes.max():.0f} us; "
-              f"worker RSS {rss[15] >> 20} MB at 15 s, {rss[59] >> 20} MB at 59 s")
-        assert len(pushes) > 1500 and kept >= 200
+              f"worker RSS {rss[8] >> 20} MB at 8 s, {rss[29] >> 20} MB at 29 s")
+        assert len(pushes) > 750 and kept >= 100
         # Back to back a dropped frame costs ~2 us; paced at 30 fps every call starts cold (a no-op function call
         # after a sleep costs ~10 us on the 2-core test machine): the bound is generous for a loaded machine.
         assert p50 < 300, "a dropped frame must cost microseconds"
         assert pushes.max() < 50_000, "a kept frame is one copy, never milliseconds of work"
-        assert rss[59] - rss[15] < 40 << 20, "worker memory must stay flat"
+        assert rss[29] - rss[8] < 40 << 20, "worker memory must stay flat"
         assert host.bridge.stats().video_frames_kept == kept
         assert not [e for e in host.events if isinstance(e, ev.Error)]
         assert os.path.exists(f"/proc/{bridge.worker_pid}")

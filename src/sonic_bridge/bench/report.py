@@ -37,7 +37,7 @@ def run(out: Path, quick: bool, progress: Callable[[str], None]) -> dict[str, An
     results["overhead"] = bridge.overhead(turns=1 if quick else 5)
     results["host_calls"] = host_calls.measure(5000 if quick else 50000)
     results["host_paths"] = host_calls.paths(2000 if quick else 20000, 100 if quick else 1000)
-    results["startup"] = startup.measure(1 if quick else 10)
+    results["startup"] = startup.measure(1 if quick else 10, reply_too=not quick)
     progress("3/4 worker cost")
     results["worker_cost"] = bridge.worker_cost(seconds=3 if quick else 20)
     progress("4/4 scale")

@@ -23,9 +23,10 @@ RATE = 16000
 FRAME = 320
 
 
-def _one(config: BridgeConfig, pool: WorkerPool | None, group: WorkerGroup | None = None
+def _one(config: BridgeConfig, pool: WorkerPool | None, group: WorkerGroup | None = None, *, reply_too: bool = True
          ) -> tuple[float | None, float | None]:
-    """Seconds from start() to READY, and to the first reply audio of a 0.5 s utterance spoken at READY."""
+    """Seconds from start() to READY, and (``reply_too``) to the first reply audio of a 0.5 s utterance spoken
+    at READY."""
     speech = (0.4 * np.sin(2 * np.pi * 300 * np.arange(RATE // 2) / RATE)).astype(np.float32)
     audio = np.concatenate([speech, np.zeros(3 * RATE, np.float32)])
     start = time.monotonic()
@@ -33,7 +34,7 @@ def _one(config: BridgeConfig, pool: WorkerPool | None, group: WorkerGroup | Non
     reply: float | None = None
     with SonicBridge(config, pool=pool, group=group) as bridge:
         n = 0
-        while reply is None and time.monotonic() - start < 30:
+        while reply is None and time.monotonic() - start < 30 and (reply_too or ready is None):
             for event in bridge.poll():
                 if isinstance(event, ev.StateChanged) and event.state is ev.BridgeState.READY and ready is None:
                     ready = time.monotonic() - start
@@ -53,7 +54,7 @@ def _stats(values: list[float | None]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(array, 50)), "max_ms": float(np.max(array)), "n": float(len(array))}
 
 
-def measure(runs: int) -> list[dict[str, Any]]:
+def measure(runs: int, *, reply_too: bool = True) -> list[dict[str, Any]]:
     results = []
     with fake_credentials():
         for door in SDK_DOORS:
@@ -65,13 +66,13 @@ def measure(runs: int) -> list[dict[str, Any]]:
                     if mode == "shared":  # a process that serves one session already; the next ones join it
                         group = stack.enter_context(WorkerGroup(config, sessions_per_worker=runs + 1))
                         stack.enter_context(SonicBridge(config, group=group))
-                        _one(config, None, group)  # its imports are done: as for a host that serves already
+                        _one(config, None, group, reply_too=False)  # its imports done, as a serving host has
                     ready: list[float | None] = []
                     reply: list[float | None] = []
                     for _ in range(runs):
                         while pool is not None and pool.idle < 1:
                             time.sleep(0.02)  # a host idles between visitors: the pool has refilled
-                        r, f = _one(config, pool, group)
+                        r, f = _one(config, pool, group, reply_too=reply_too)
                         ready.append(r)
                         reply.append(f)
                     results.append({"door": door, "start": mode, "start_to_ready": _stats(ready),
