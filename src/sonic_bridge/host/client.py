@@ -23,12 +23,11 @@ import os
 import select
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +40,7 @@ from sonic_bridge.host import launch
 from sonic_bridge.host.config import HOST_RATES, BridgeConfig
 from sonic_bridge.host.group import GroupClosed, GroupSession, WorkerGroup
 from sonic_bridge.host.pool import PooledWorker, WorkerPool
+from sonic_bridge.host.process import WorkerProcess
 from sonic_bridge.host.supervise import Supervisor
 from sonic_bridge.ipc import codec, handshake
 from sonic_bridge.ipc import messages as msg
@@ -98,8 +98,8 @@ class BridgeStats:
     video_frames_dropped: int = 0  # of those, not kept: the sampler had one for that interval already
 
 
-class _Worker:
-    """One worker process and the shared resources it was started with."""
+class _Worker(WorkerProcess):
+    """One session's own worker process and what the bridge tracks of it."""
 
     def __init__(
         self,
@@ -117,68 +117,11 @@ class _Worker:
         self.python = python
         self.hello: handshake.Hello | None = None
         self.serving = False
-        opened: list[int] = []
-        self.stderr: IO[bytes] | None = None
-        try:
-            life_r, self.life_w = os.pipe()
-            opened += [life_r, self.life_w]
-            config_fd = os.memfd_create("sonic-bridge-config", os.MFD_CLOEXEC)
-            opened.append(config_fd)
-            os.write(config_fd, config_json)
-            self.stderr = tempfile.TemporaryFile(prefix="sonic-bridge-worker-")
-            fds = {"in-ring": inbound.fd, "in-bell": in_bell.fd, "out-ring": outbound.fd, "out-bell": out_bell.fd,
-                   "life": life_r, "config": config_fd}
-            if video_slot is not None:
-                fds["video-slot"] = video_slot
-            self.proc = subprocess.Popen(
-                launch.worker_argv(python, fds, pooled=pooled),
-                pass_fds=list(fds.values()),
-                stdin=subprocess.DEVNULL,
-                stdout=self.stderr,
-                stderr=self.stderr,
-                env=launch.worker_environment(python, config.worker_env),
-                start_new_session=True,  # its own process group: kill() ends it and anything it started
-            )
-        except BaseException:
-            for fd in opened:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            if self.stderr is not None:
-                self.stderr.close()
-            raise
-        # The worker holds its own copies now.
-        for fd in (life_r, config_fd):
-            os.close(fd)
-        self.pid = self.proc.pid
+        fds = {"in-ring": inbound.fd, "in-bell": in_bell.fd, "out-ring": outbound.fd, "out-bell": out_bell.fd}
+        if video_slot is not None:
+            fds["video-slot"] = video_slot
+        super().__init__(python, config.worker_env, config_json, fds, pooled=pooled)
         self.started = time.monotonic()
-
-    def exit_code(self) -> int | None:
-        return self.proc.poll()
-
-    def kill(self) -> None:
-        """End the worker by its pid, and its process group (a credential_process it started, say)."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stderr_tail(self, limit: int = 1500) -> str:
-        if self.stderr is None:
-            return ""
-        with contextlib.suppress(OSError, ValueError):
-            self.stderr.seek(0, os.SEEK_END)
-            size = self.stderr.tell()
-            self.stderr.seek(max(0, size - limit))
-            return self.stderr.read().decode(errors="replace").strip()
-        return ""
-
-    def release(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.life_w)
-        if self.stderr is not None:
-            self.stderr.close()
 
 
 class SonicBridge:

@@ -21,18 +21,15 @@ import atexit
 import contextlib
 import logging
 import os
-import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import IO
 
-from sonic_bridge.host import launch
 from sonic_bridge.host.config import BridgeConfig
+from sonic_bridge.host.process import WorkerProcess
 from sonic_bridge.ipc import control, handshake
 from sonic_bridge.ipc.handshake import Hello
 from sonic_bridge.ipc.ring import Doorbell, SharedRing
@@ -51,49 +48,23 @@ def _close_at_exit(ref: weakref.ReferenceType[WorkerGroup]) -> None:
         group.close()
 
 
-class _SharedProcess:
-    """One shared worker process: its life pipe, its control socket, its captured output."""
+class _SharedProcess(WorkerProcess):
+    """One shared worker process: a worker process with a control socket to hand it sessions."""
 
     def __init__(self, python: str, template: BridgeConfig, template_json: bytes) -> None:
         self.python = python
         self.sessions: set[int] = set()
-        opened: list[int] = []
-        host_end = worker_end = None
-        self.stderr: IO[bytes] | None = None
+        host_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            life_r, self.life_w = os.pipe()
-            opened += [life_r, self.life_w]
-            config_fd = os.memfd_create("sonic-bridge-group-config", os.MFD_CLOEXEC)
-            opened.append(config_fd)
-            os.write(config_fd, template_json)
-            host_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            self.stderr = tempfile.TemporaryFile(prefix="sonic-bridge-group-")
-            fds = {"life": life_r, "config": config_fd, "control": worker_end.fileno()}
-            self.proc = subprocess.Popen(
-                launch.worker_argv(python, fds, group=True),
-                pass_fds=list(fds.values()),
-                stdin=subprocess.DEVNULL,
-                stdout=self.stderr,
-                stderr=self.stderr,
-                env=launch.worker_environment(python, template.worker_env),
-                start_new_session=True,  # its own process group: kill() ends it and anything it started
-            )
+            super().__init__(python, template.worker_env, template_json, {"control": worker_end.fileno()},
+                             group=True)
         except BaseException:
-            for fd in opened:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            for sock in (host_end, worker_end):
-                if sock is not None:
-                    sock.close()
-            if self.stderr is not None:
-                self.stderr.close()
+            host_end.close()
             raise
-        os.close(life_r)
-        os.close(config_fd)
-        worker_end.close()
+        finally:
+            worker_end.close()  # the worker holds its own copy
         host_end.setblocking(False)  # a stuck worker must never block a host call: the send fails instead
         self.control = host_end
-        self.pid = self.proc.pid
         self._send = threading.Lock()
 
     def alive(self) -> bool:
@@ -104,30 +75,9 @@ class _SharedProcess:
         with self._send:
             socket.send_fds(self.control, [control.encode(message)], fds)
 
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def stderr_tail(self, limit: int = 1500) -> str:
-        if self.stderr is None:
-            return ""
-        with contextlib.suppress(OSError, ValueError):
-            self.stderr.seek(0, os.SEEK_END)
-            size = self.stderr.tell()
-            self.stderr.seek(max(0, size - limit))
-            return self.stderr.read().decode(errors="replace").strip()
-        return ""
-
     def release(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.life_w)
+        super().release()
         self.control.close()
-        if self.stderr is not None:
-            self.stderr.close()
 
 
 @dataclass(eq=False)

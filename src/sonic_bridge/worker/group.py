@@ -116,7 +116,7 @@ class Group:
             code = 3
         finally:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await io.outbox.settle(SETTLE_SECONDS if code else SETTLE_SECONDS * 2)
+                await io.outbox.settle(SETTLE_SECONDS)
             io.outbound.set_status(handshake.ended(0 if code == HOST_GONE else code))
             io.out_bell.ring()
             io.close()
@@ -146,17 +146,17 @@ async def _serve_group(template: BridgeConfig, control_fd: int, life_fd: int) ->
 
 
 def main(config_fd: int, control_fd: int, life_fd: int) -> NoReturn:
-    from sonic_bridge.worker.main import _lower_priority, _read_config, route_logs
+    from sonic_bridge.worker.main import lower_priority, read_config, route_logs
 
     route_logs(RingLogHandler(None))  # a session's records go to its host; the process's to stderr
     try:
-        template = _read_config(config_fd)
+        template = read_config(config_fd)
     except (OSError, ValueError, TypeError) as exc:
         sys.stderr.write(f"the shared worker could not read its template configuration: {exc}\n")
         sys.stderr.flush()
         os._exit(2)
     logging.getLogger("sonic_bridge").setLevel(template.log_level)
-    _lower_priority()
+    lower_priority()
     code = 1
     try:
         code = asyncio.run(_serve_group(template, control_fd, life_fd))

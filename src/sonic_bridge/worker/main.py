@@ -59,7 +59,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _read_config(fd: int) -> BridgeConfig:
+def read_config(fd: int) -> BridgeConfig:
     with os.fdopen(fd, "rb") as f:
         f.seek(0)
         return BridgeConfig.from_json(json.loads(f.read()))
@@ -77,7 +77,7 @@ def _quiet_known_sdk_noise(loop: asyncio.AbstractEventLoop, context: dict[str, o
     loop.default_exception_handler(context)
 
 
-def _lower_priority() -> None:
+def lower_priority() -> None:
     # The host's 20 ms cycle matters more than ours: SCHED_BATCH stops our wake-ups from
     # preempting it on a shared core (docs/ipc-measurements.md, "wakeup preemption").
     with contextlib.suppress(AttributeError, OSError):
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     outbox.beat()
     route_logs(RingLogHandler(outbox))
     try:
-        config = _read_config(args.config)
+        config = read_config(args.config)
     except (OSError, ValueError, TypeError) as exc:
         outbox.send(
             ev.Error(errors.BAD_CONFIGURATION, f"worker could not read its configuration: {exc}", recoverable=False)
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         outbox.flush_before_exit()
         os._exit(2)
     logging.getLogger("sonic_bridge").setLevel(config.log_level)
-    _lower_priority()
+    lower_priority()
     code = 1
     try:
         slot = FrameSlot.attach(args.video_slot) if args.video_slot is not None else None
